@@ -63,6 +63,8 @@
 mod account;
 mod book;
 mod command;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod entry;
 mod fx;
 mod ids;

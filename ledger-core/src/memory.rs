@@ -182,14 +182,14 @@ fn page_after<K: Ord + Copy + ToString + std::str::FromStr, T>(
     let mut last = None;
     let mut more = false;
     for key in order.range((start, std::ops::Bound::Unbounded)).map(|(k, _)| *k) {
+        let Some(found) = item(key) else { continue };
         if items.len() == page.limit {
+            // Another matching item exists: only then is there a next page.
             more = true;
             break;
         }
-        if let Some(found) = item(key) {
-            items.push(found);
-            last = Some(key);
-        }
+        items.push(found);
+        last = Some(key);
     }
     let next_cursor = if more { last.map(|k| k.to_string()) } else { None };
     Ok(Page { items, next_cursor })

@@ -446,6 +446,13 @@ impl Clock for ManualClock {
 #[derive(Debug, Default)]
 pub struct SequentialIds(AtomicU64);
 
+impl SequentialIds {
+    /// Ids `start + 1`, `start + 2`, ...: separate ranges keep runs that share storage apart.
+    pub fn starting_at(start: u64) -> SequentialIds {
+        SequentialIds(AtomicU64::new(start))
+    }
+}
+
 impl IdGenerator for SequentialIds {
     fn next_id(&self) -> Uuid {
         Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::SeqCst) + 1))

@@ -4,7 +4,7 @@
 //! Every movement is a [`JournalEntry`] whose postings sum to zero per currency: an unbalanced
 //! entry cannot be constructed. The [`Book`] decides [`Command`]s (transfer, FX exchange,
 //! deposit, two-phase holds, payouts, reversals) against current balances and returns a
-//! [`ChangeSet`] or a [`Rejection`]. Storage, the bank, the clock and ids are [ports](crate::ports)
+//! [`ChangeSet`] or a [`Rejection`]. Storage, the bank, the clock and ids are [ports]
 //! that adapters implement; [`MemoryStore`] implements the storage ports in memory.
 //!
 //! This crate does no IO: no tokio, sqlx, poem or redis, no clock, no randomness.
@@ -94,5 +94,10 @@ pub use ports::{
 };
 pub use rejection::Rejection;
 pub use rust_decimal::Decimal;
+
+/// The README's code blocks, compiled as doctests so that they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use state::{BankAccount, Hold, HoldStatus, Payout, PayoutDirection, PayoutStatus, StatusChange};
 pub use uuid::Uuid;

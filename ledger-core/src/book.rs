@@ -201,16 +201,7 @@ impl Book {
 
     fn decide_transfer(&self, c: &Transfer, now: Timestamp) -> Result<ChangeSet, Rejection> {
         positive(c.amount)?;
-        let from = self.find_account(c.from)?;
-        let to = self.find_account(c.to)?;
-        if from.id == to.id {
-            return Err(Rejection::SameAccount);
-        }
-        currency(to, from.currency)?;
-        kind(from, AccountKind::Customer)?;
-        kind(to, AccountKind::Customer)?;
-        active(from)?;
-        active(to)?;
+        let (from, to) = self.customer_pair(c.from, c.to)?;
         let legs = [debit(from, c.amount), credit(to, c.amount)];
         let header = header(c.entry_id, EntryKind::Transfer, now, c.description.clone(), c.metadata.clone());
         let mut changes = self.post(header, &legs, &[])?;
@@ -292,16 +283,7 @@ impl Book {
 
     fn decide_create_hold(&self, c: &CreateHold, now: Timestamp) -> Result<ChangeSet, Rejection> {
         positive(c.amount)?;
-        let from = self.find_account(c.from)?;
-        let to = self.find_account(c.to)?;
-        if from.id == to.id {
-            return Err(Rejection::SameAccount);
-        }
-        currency(to, from.currency)?;
-        kind(from, AccountKind::Customer)?;
-        kind(to, AccountKind::Customer)?;
-        active(from)?;
-        active(to)?;
+        let (from, to) = self.customer_pair(c.from, c.to)?;
         let balances = self.settle(&[], &[(from.id, c.amount)])?.1;
         let hold = Hold {
             id: c.hold_id,
@@ -568,6 +550,22 @@ impl Book {
             pending: i128::from(before.pending.get()),
         });
         working.len() - 1
+    }
+
+    /// The two active customer accounts of one currency that a transfer or hold moves money
+    /// between, checked in the order of precedence.
+    fn customer_pair(&self, from: AccountId, to: AccountId) -> Result<(&Account, &Account), Rejection> {
+        let from = self.find_account(from)?;
+        let to = self.find_account(to)?;
+        if from.id == to.id {
+            return Err(Rejection::SameAccount);
+        }
+        currency(to, from.currency)?;
+        kind(from, AccountKind::Customer)?;
+        kind(to, AccountKind::Customer)?;
+        active(from)?;
+        active(to)?;
+        Ok((from, to))
     }
 
     fn find_account(&self, id: AccountId) -> Result<&Account, Rejection> {

@@ -39,6 +39,16 @@ pub fn ledger<S: FullStore>(store: Arc<S>, seed: u64) -> (Ledger<S>, Arc<ManualC
     (Ledger::new(store, clock.clone(), ids), clock)
 }
 
+/// A ledger with the USD house accounts and one customer owning two USD accounts.
+async fn two_accounts<S: FullStore>(store: Arc<S>, seed: u64) -> (Ledger<S>, Arc<ManualClock>, AccountId, AccountId) {
+    let (ledger, clock) = ledger(store, seed);
+    ledger.open_system_accounts(Currency::USD).await.unwrap();
+    let owner: UserId = ledger.new_id();
+    let a = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
+    let b = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
+    (ledger, clock, a, b)
+}
+
 fn usd(text: &str) -> Micros {
     Currency::USD.parse_amount(text).expect("valid amount")
 }
@@ -115,11 +125,7 @@ pub async fn accounts_open_and_page<S: FullStore>(store: Arc<S>) {
 /// A batch is decided in order; a rejected command changes nothing and does not stop the
 /// others.
 pub async fn batches_decide_in_order_and_reject_alone<S: FullStore>(store: Arc<S>) {
-    let (ledger, _) = ledger(store.clone(), 2_000);
-    ledger.open_system_accounts(Currency::USD).await.unwrap();
-    let owner: UserId = ledger.new_id();
-    let a = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
-    let b = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
+    let (ledger, _, a, b) = two_accounts(store.clone(), 2_000).await;
     let settlement = ledger.system_account(AccountKind::Settlement, Currency::USD).await.unwrap();
     let transfer = |entry: EntryId, amount| {
         Command::Transfer(Transfer {
@@ -158,11 +164,7 @@ pub async fn batches_decide_in_order_and_reject_alone<S: FullStore>(store: Arc<S
 /// Statements come newest first with running balances and counterparties, page by page and
 /// within a time range; balances can be read as of any past instant.
 pub async fn statements_and_point_in_time_balances<S: FullStore>(store: Arc<S>) {
-    let (ledger, clock) = ledger(store.clone(), 3_000);
-    ledger.open_system_accounts(Currency::USD).await.unwrap();
-    let owner: UserId = ledger.new_id();
-    let a = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
-    let b = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
+    let (ledger, clock, a, b) = two_accounts(store.clone(), 3_000).await;
     let mut instants = Vec::new();
     ledger.deposit(a, usd("50"), None).await.unwrap();
     instants.push((clock.now(), usd("50")));
@@ -209,11 +211,7 @@ pub async fn statements_and_point_in_time_balances<S: FullStore>(store: Arc<S>) 
 
 /// Holds past their expiry are listed for the sweep, and expire.
 pub async fn holds_expire<S: FullStore>(store: Arc<S>) {
-    let (ledger, clock) = ledger(store.clone(), 4_000);
-    ledger.open_system_accounts(Currency::USD).await.unwrap();
-    let owner: UserId = ledger.new_id();
-    let a = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
-    let b = ledger.open_customer_account(owner, Currency::USD).await.unwrap().id;
+    let (ledger, clock, a, b) = two_accounts(store.clone(), 4_000).await;
     ledger.deposit(a, usd("10"), None).await.unwrap();
     let expires_at = START.saturating_add(Duration::from_secs(60));
     let hold = ledger.hold(a, b, usd("3"), Some(expires_at)).await.unwrap().hold.unwrap();

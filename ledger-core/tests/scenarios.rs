@@ -540,3 +540,35 @@ fn accounts_validate_owner_and_overdraft() {
         NewAccount { owner: Some(ALICE), ..NewAccount::system(SETTLEMENT_USD, AccountKind::Settlement, Currency::USD) };
     assert_eq!(owned_system.open(NOW), Err(AccountError::OwnerMismatch));
 }
+
+#[test]
+fn each_accepted_command_emits_its_events() {
+    use ledger_core::EventKind::*;
+    let mut b = book();
+    let kinds = |changes: Option<ChangeSet>| -> Vec<ledger_core::EventKind> {
+        changes.expect("accepted").events.iter().map(|e| e.kind).collect()
+    };
+    let changes = check(&mut b, transfer(ALICE_USD, BOB_USD, "1"), Ok(&[]));
+    let event = &changes.as_ref().unwrap().events[0];
+    assert_eq!(
+        (event.kind, event.entry, event.accounts.clone()),
+        (TransferCreated, Some(EntryId(id(500))), vec![ALICE_USD, BOB_USD])
+    );
+    assert_eq!(
+        kinds(check(&mut b, exchange("1", Pricing::Rate(FxRate::parse("0.9").unwrap())), Ok(&[]))),
+        [ExchangeCreated]
+    );
+    assert_eq!(kinds(check(&mut b, hold(4000, "1", None), Ok(&[]))), [HoldCreated]);
+    assert_eq!(kinds(check(&mut b, capture(4000, None), Ok(&[]))), [HoldResolved]);
+    assert_eq!(
+        kinds(check(&mut b, create_payout(4100, PayoutDirection::Inbound, "1", None), Ok(&[]))),
+        [PayoutStatusChanged]
+    );
+    assert_eq!(kinds(check(&mut b, advance(4100, PayoutStatus::Processing, 4102), Ok(&[]))), [PayoutStatusChanged]);
+    let completed = check(&mut b, advance(4100, PayoutStatus::Completed, 4103), Ok(&[]));
+    assert_eq!(completed.as_ref().unwrap().events[0].payout, Some(PayoutId(id(4100))));
+    assert_eq!(kinds(completed), [PayoutStatusChanged, DepositCredited]);
+    let reverse =
+        Command::Reverse(Reverse { entry_id: EntryId(id(4200)), target: EntryId(id(500)), reason: "r".into() });
+    assert_eq!(kinds(check(&mut b, reverse, Ok(&[]))), [TransactionReversed]);
+}

@@ -292,6 +292,7 @@ pub async fn idempotency_records<S: FullStore>(store: Arc<S>) {
     let write = IdempotencyWrite {
         scope: alice,
         key: key.clone(),
+        fingerprint: fingerprint(1),
         expires_at: START.saturating_add(Duration::from_secs(3600)),
         render: Box::new(|outcome| StoredResponse {
             status: if outcome.is_ok() { 201 } else { 422 },

@@ -263,11 +263,9 @@ impl LedgerStore for MemoryStore {
             }
             if let Some(write) = submission.idempotency {
                 let response = (write.render)(&outcome);
-                let record = inner.idempotency.get_mut(&(write.scope, write.key));
-                // A record exists because `begin` made it; keep its fingerprint.
-                if let Some(record) = record {
-                    record.state = IdempotencyState::Done { response, expires_at: write.expires_at };
-                }
+                let state = IdempotencyState::Done { response, expires_at: write.expires_at };
+                let record = IdempotencyRecord { fingerprint: write.fingerprint, state };
+                inner.idempotency.insert((write.scope, write.key), record);
             }
             outcomes.push(outcome);
         }

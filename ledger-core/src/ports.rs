@@ -112,6 +112,8 @@ pub struct IdempotencyWrite {
     pub scope: UserId,
     /// The key.
     pub key: IdempotencyKey,
+    /// The request's fingerprint, so the record can be written even if `begin` left none.
+    pub fingerprint: Fingerprint,
     /// Until when the record is kept.
     pub expires_at: Timestamp,
     /// Renders the response to store from the outcome.

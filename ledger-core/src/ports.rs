@@ -117,7 +117,8 @@ pub struct IdempotencyWrite {
     /// Until when the record is kept.
     pub expires_at: Timestamp,
     /// Renders the response to store from the outcome.
-    pub render: Box<dyn FnOnce(&Outcome) -> StoredResponse + Send>,
+    /// Called once per attempt: a store that retries its transaction calls it again.
+    pub render: Box<dyn Fn(&Outcome) -> StoredResponse + Send + Sync>,
 }
 
 impl fmt::Debug for IdempotencyWrite {

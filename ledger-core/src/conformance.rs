@@ -151,7 +151,7 @@ pub async fn batches_decide_in_order_and_reject_alone<S: FullStore>(store: Arc<S
         Submission::from(transfer(e3, usd("60"))),
         Submission::from(transfer(e4, usd("40"))),
     ];
-    let outcomes = store.execute(batch, START).await.unwrap();
+    let outcomes = store.execute(&batch, START).await.unwrap();
     assert!(outcomes[0].is_ok() && outcomes[1].is_ok() && outcomes[3].is_ok(), "{outcomes:?}");
     assert_eq!(outcomes[2], Err(Rejection::InsufficientFunds(a)));
     assert_eq!(ledger.balance(a).await.unwrap().posted, Micros::ZERO);
@@ -294,13 +294,13 @@ pub async fn idempotency_records<S: FullStore>(store: Arc<S>) {
         key: key.clone(),
         fingerprint: fingerprint(1),
         expires_at: START.saturating_add(Duration::from_secs(3600)),
-        render: Box::new(|outcome| StoredResponse {
+        render: Arc::new(|outcome| StoredResponse {
             status: if outcome.is_ok() { 201 } else { 422 },
             body: b"first".to_vec(),
         }),
     };
     let outcomes = store
-        .execute(vec![Submission { command: Command::Deposit(deposit), idempotency: Some(write) }], START)
+        .execute(&[Submission { command: Command::Deposit(deposit), idempotency: Some(write) }], START)
         .await
         .unwrap();
     assert!(outcomes[0].is_ok());

@@ -121,7 +121,7 @@ impl<S: LedgerStore + FxStore> Ledger<S> {
 
     /// Executes one command on its own.
     pub async fn submit(&self, command: Command) -> Result<ChangeSet, LedgerError> {
-        let mut outcomes = self.store.execute(vec![Submission::from(command)], self.now()).await?;
+        let mut outcomes = self.store.execute(&[Submission::from(command)], self.now()).await?;
         let outcome = outcomes.pop().expect("one outcome per submission");
         Ok(outcome?)
     }

@@ -253,7 +253,7 @@ impl LedgerStore for MemoryStore {
         Ok(inner.book.account(id).cloned())
     }
 
-    async fn execute(&self, batch: Vec<Submission>, now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
+    async fn execute(&self, batch: &[Submission], now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
         let mut inner = self.lock();
         let mut outcomes = Vec::with_capacity(batch.len());
         for submission in batch {
@@ -261,11 +261,11 @@ impl LedgerStore for MemoryStore {
             if let Ok(changes) = &outcome {
                 inner.record(changes, now);
             }
-            if let Some(write) = submission.idempotency {
+            if let Some(write) = &submission.idempotency {
                 let response = (write.render)(&outcome);
                 let state = IdempotencyState::Done { response, expires_at: write.expires_at };
                 let record = IdempotencyRecord { fingerprint: write.fingerprint, state };
-                inner.idempotency.insert((write.scope, write.key), record);
+                inner.idempotency.insert((write.scope, write.key.clone()), record);
             }
             outcomes.push(outcome);
         }

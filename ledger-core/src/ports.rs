@@ -107,6 +107,7 @@ pub enum IdempotencyBegin {
 
 /// The idempotency record to complete inside the same atomic unit as a money movement, so
 /// that the movement and the record that guards it commit together or not at all.
+#[derive(Clone)]
 pub struct IdempotencyWrite {
     /// The user the key belongs to.
     pub scope: UserId,
@@ -118,7 +119,7 @@ pub struct IdempotencyWrite {
     pub expires_at: Timestamp,
     /// Renders the response to store from the outcome.
     /// Called once per attempt: a store that retries its transaction calls it again.
-    pub render: Box<dyn Fn(&Outcome) -> StoredResponse + Send + Sync>,
+    pub render: Arc<dyn Fn(&Outcome) -> StoredResponse + Send + Sync>,
 }
 
 impl fmt::Debug for IdempotencyWrite {
@@ -128,7 +129,7 @@ impl fmt::Debug for IdempotencyWrite {
 }
 
 /// One command for [`LedgerStore::execute`], with the idempotency record it completes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Submission {
     /// The command.
     pub command: Command,
@@ -241,7 +242,7 @@ pub trait LedgerStore: Send + Sync {
     /// Decides and persists a batch of commands in order, as one atomic unit; each
     /// submission's idempotency record is completed in the same unit. Returns one outcome per
     /// submission, in order. A rejected command changes nothing; the others still apply.
-    async fn execute(&self, batch: Vec<Submission>, now: Timestamp) -> Result<Vec<Outcome>, StoreError>;
+    async fn execute(&self, batch: &[Submission], now: Timestamp) -> Result<Vec<Outcome>, StoreError>;
 
     /// A journal entry with its postings.
     async fn entry(&self, id: EntryId) -> Result<Option<JournalEntry>, StoreError>;

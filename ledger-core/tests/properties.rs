@@ -294,7 +294,7 @@ async fn run_counting(batches: Vec<Vec<Op>>, coverage: &mut Coverage) -> Result<
         let before = world.ledger.store().snapshot();
         let now = world.clock.now_ts();
         let kinds: Vec<&str> = commands.iter().map(|s| kind_of(&s.command)).collect();
-        let outcomes = world.ledger.store().execute(commands, now).await.unwrap();
+        let outcomes = world.ledger.store().execute(&commands, now).await.unwrap();
         for (kind, outcome) in kinds.into_iter().zip(&outcomes) {
             let Ok(changes) = outcome else { continue };
             *coverage.accepted.entry(kind).or_default() += 1;

@@ -6,7 +6,7 @@
 //! (`INSERT ... SELECT FROM UNNEST(...)`), which is what makes large batches (group commit)
 //! cheap.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use ledger_core::ports::{IdempotencyWrite, Outcome, Submission};
@@ -57,15 +57,11 @@ fn retryable(error: &sqlx::Error) -> bool {
 }
 
 /// Runs the batch, retrying a bounded number of times with backoff.
-pub(crate) async fn execute(
-    store: &PgStore,
-    batch: Vec<Submission>,
-    now: Timestamp,
-) -> Result<Vec<Outcome>, StoreError> {
+pub(crate) async fn execute(store: &PgStore, batch: &[Submission], now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
     let mut attempt = 0;
     loop {
         let mut tx = store.pool.begin().await.map_err(db)?;
-        let result = match execute_in(&mut tx, &batch, now).await {
+        let result = match execute_in(&mut tx, batch, now).await {
             Ok(outcomes) => tx.commit().await.map(|()| outcomes).map_err(Failure::Db),
             Err(failure) => Err(failure),
         };
@@ -145,9 +141,11 @@ async fn execute_in(
         .bind(uuids(&keys.holds, |h| h.0))
         .fetch_all(&mut *conn)
         .await?;
+    let mut loaded_holds = HashSet::new();
     for row in &hold_rows {
         let hold = rows::hold(row)?;
         keys.accounts.extend([hold.from, hold.to]);
+        loaded_holds.insert(hold.id);
         book.put_hold(hold);
     }
 
@@ -188,7 +186,7 @@ async fn execute_in(
         }
         outcomes.push(outcome);
     }
-    writes.persist(conn, &book, &loaded_history, now).await?;
+    writes.persist(conn, &book, &loaded_holds, &loaded_history, now).await?;
     Ok(outcomes)
 }
 
@@ -377,13 +375,21 @@ impl Writes {
         &self,
         conn: &mut PgConnection,
         book: &Book,
+        loaded_holds: &HashSet<HoldId>,
         loaded_history: &HashMap<PayoutId, usize>,
         now: Timestamp,
     ) -> Result<(), Failure> {
-        let holds: Vec<&Hold> = self.holds.iter().filter_map(|id| book.hold(*id)).collect();
-        let payouts: Vec<&Payout> = self.payouts.iter().filter_map(|id| book.payout(*id)).collect();
-        write_holds(conn, &holds).await?;
-        write_payouts(conn, &payouts, loaded_history, now).await?;
+        // Rows read at the start are updated; new ones are inserted, and an id that exists
+        // already is then an error, never a silent overwrite.
+        let (held, new_holds): (Vec<&Hold>, Vec<&Hold>) =
+            self.holds.iter().filter_map(|id| book.hold(*id)).partition(|h| loaded_holds.contains(&h.id));
+        let (known, new_payouts): (Vec<&Payout>, Vec<&Payout>) =
+            self.payouts.iter().filter_map(|id| book.payout(*id)).partition(|p| loaded_history.contains_key(&p.id));
+        insert_holds(conn, &new_holds).await?;
+        update_holds(conn, &held).await?;
+        insert_payouts(conn, &new_payouts, now).await?;
+        update_payouts(conn, &known).await?;
+        write_history(conn, new_payouts.iter().chain(&known), loaded_history).await?;
         write_entries(conn, &self.entries).await?;
         write_balances(conn, book, &self.accounts).await?;
         write_events(conn, &self.events).await?;
@@ -393,7 +399,7 @@ impl Writes {
     }
 }
 
-async fn write_holds(conn: &mut PgConnection, holds: &[&Hold]) -> Result<(), sqlx::Error> {
+async fn insert_holds(conn: &mut PgConnection, holds: &[&Hold]) -> Result<(), sqlx::Error> {
     if holds.is_empty() {
         return Ok(());
     }
@@ -401,9 +407,7 @@ async fn write_holds(conn: &mut PgConnection, holds: &[&Hold]) -> Result<(), sql
         "INSERT INTO holds (id, from_account_id, to_account_id, currency, amount_micros, captured_micros, status, \
                             expires_at, created_at, resolved_at, entry_id) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::int8[], $7::text[], \
-                              $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::uuid[]) \
-         ON CONFLICT (id) DO UPDATE SET captured_micros = EXCLUDED.captured_micros, status = EXCLUDED.status, \
-                                        resolved_at = EXCLUDED.resolved_at, entry_id = EXCLUDED.entry_id",
+                              $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::uuid[])",
     )
     .bind(holds.iter().map(|h| h.id.0).collect::<Vec<_>>())
     .bind(holds.iter().map(|h| h.from.0).collect::<Vec<_>>())
@@ -421,17 +425,32 @@ async fn write_holds(conn: &mut PgConnection, holds: &[&Hold]) -> Result<(), sql
     Ok(())
 }
 
-async fn write_payouts(
-    conn: &mut PgConnection,
-    payouts: &[&Payout],
-    loaded_history: &HashMap<PayoutId, usize>,
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
+async fn update_holds(conn: &mut PgConnection, holds: &[&Hold]) -> Result<(), sqlx::Error> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE holds AS h SET captured_micros = u.captured, status = u.status, resolved_at = u.resolved_at, \
+                               entry_id = u.entry_id \
+         FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::timestamptz[], $5::uuid[]) \
+              AS u(id, captured, status, resolved_at, entry_id) \
+         WHERE h.id = u.id",
+    )
+    .bind(holds.iter().map(|h| h.id.0).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.captured.map(Micros::get)).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.status.as_str()).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.resolved_at.map(ts)).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.entry.map(|e| e.0)).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_payouts(conn: &mut PgConnection, payouts: &[&Payout], now: Timestamp) -> Result<(), sqlx::Error> {
     if payouts.is_empty() {
         return Ok(());
     }
-    // A payout stays queued while a worker has something to do with it; it keeps its due time
-    // and lease across PENDING -> PROCESSING and leaves the queue in any other status.
+    // A payout is queued while a worker has something to do with it (PENDING, PROCESSING).
     sqlx::query(
         "INSERT INTO payouts (id, owner_id, direction, account_id, clearing_account_id, settlement_account_id, \
                               amount_micros, currency, bank_iban, bank_name, reference, status, created_at, updated_at, \
@@ -440,11 +459,7 @@ async fn write_payouts(
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::int8[], $8::text[], \
                      $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[]) \
               AS u(id, owner_id, direction, account_id, clearing, settlement, amount, currency, iban, name, reference, \
-                   status, created_at, updated_at) \
-         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, \
-             next_attempt_at = CASE WHEN EXCLUDED.status IN ('PENDING', 'PROCESSING') \
-                                    THEN COALESCE(payouts.next_attempt_at, EXCLUDED.updated_at) END, \
-             locked_until = CASE WHEN EXCLUDED.status IN ('PENDING', 'PROCESSING') THEN payouts.locked_until END",
+                   status, created_at, updated_at)",
     )
     .bind(payouts.iter().map(|p| p.id.0).collect::<Vec<_>>())
     .bind(payouts.iter().map(|p| p.owner.0).collect::<Vec<_>>())
@@ -463,7 +478,37 @@ async fn write_payouts(
     .bind(ts(now))
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
 
+async fn update_payouts(conn: &mut PgConnection, payouts: &[&Payout]) -> Result<(), sqlx::Error> {
+    if payouts.is_empty() {
+        return Ok(());
+    }
+    // It keeps its due time and lease across PENDING -> PROCESSING and leaves the queue in any
+    // other status.
+    sqlx::query(
+        "UPDATE payouts AS p SET status = u.status, updated_at = u.updated_at, \
+             next_attempt_at = CASE WHEN u.status IN ('PENDING', 'PROCESSING') \
+                                    THEN COALESCE(p.next_attempt_at, u.updated_at) END, \
+             locked_until = CASE WHEN u.status IN ('PENDING', 'PROCESSING') THEN p.locked_until END \
+         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, status, updated_at) \
+         WHERE p.id = u.id",
+    )
+    .bind(payouts.iter().map(|p| p.id.0).collect::<Vec<_>>())
+    .bind(payouts.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+    .bind(payouts.iter().map(|p| ts(p.updated_at)).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The history items each payout gained in this batch.
+async fn write_history<'p>(
+    conn: &mut PgConnection,
+    payouts: impl Iterator<Item = &'p &'p Payout>,
+    loaded_history: &HashMap<PayoutId, usize>,
+) -> Result<(), sqlx::Error> {
     let (mut ids, mut seqs, mut froms, mut tos, mut ats, mut notes, mut entries) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for payout in payouts {
@@ -477,6 +522,9 @@ async fn write_payouts(
             notes.push(change.note.clone());
             entries.push(change.entry.map(|e| e.0));
         }
+    }
+    if ids.is_empty() {
+        return Ok(());
     }
     sqlx::query(
         "INSERT INTO payout_status_history (payout_id, seq, from_status, to_status, at, note, entry_id) \

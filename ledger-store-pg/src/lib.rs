@@ -33,6 +33,7 @@ macro_rules! sql {
 
 mod execute;
 mod fx;
+mod group;
 mod idempotency;
 mod queue;
 mod read;
@@ -43,6 +44,9 @@ pub mod testing;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+pub use group::GroupCommitConfig;
 use ledger_core::StoreError;
 #[cfg(doc)]
 use ledger_core::{FxStore, IdempotencyStore, LedgerStore, PayoutQueue};
@@ -56,10 +60,12 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// How often a batch is retried after a serialization failure, deadlock or unique-key race.
 pub const RETRIES_MAX: u32 = 8;
 
-/// The PostgreSQL store. Cheap to clone: it is a connection pool.
+/// The PostgreSQL store. Cheap to clone: it is a connection pool (and, with group commit, a
+/// handle on the flushers).
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    group: Option<Arc<group::Group>>,
 }
 
 impl PgStore {
@@ -83,7 +89,15 @@ impl PgStore {
 
     /// A store over an existing pool (migrations not applied: see [`PgStore::migrate`]).
     pub fn new(pool: PgPool) -> PgStore {
-        PgStore { pool }
+        PgStore { pool, group: None }
+    }
+
+    /// The same store with group commit: concurrent `execute` calls are coalesced into shared
+    /// batches (see the `group` module docs). Must be called inside a tokio runtime, which runs
+    /// the flusher tasks.
+    pub fn with_group_commit(self, config: GroupCommitConfig) -> PgStore {
+        let single = PgStore { pool: self.pool.clone(), group: None };
+        PgStore { pool: self.pool, group: Some(Arc::new(group::Group::start(single, config))) }
     }
 
     /// Applies any migration not applied yet.

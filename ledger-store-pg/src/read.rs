@@ -124,8 +124,11 @@ impl LedgerStore for PgStore {
         row.as_ref().map(rows::account).transpose()
     }
 
-    async fn execute(&self, batch: Vec<Submission>, now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
-        execute(self, batch, now).await
+    async fn execute(&self, batch: &[Submission], now: Timestamp) -> Result<Vec<Outcome>, StoreError> {
+        match &self.group {
+            Some(group) => group.execute(batch, now).await,
+            None => execute(self, batch, now).await,
+        }
     }
 
     async fn entry(&self, id: EntryId) -> Result<Option<JournalEntry>, StoreError> {

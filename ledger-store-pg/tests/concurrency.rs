@@ -212,3 +212,90 @@ async fn racing_reversals_and_references_have_one_winner() {
     assert_books_balance(&ledger).await;
     database.drop_database().await;
 }
+
+async fn grouped_setup() -> (TestDatabase, Arc<Ledger<PgStore>>) {
+    let database = fresh_database().await.expect("a test database");
+    let store = database.store().with_group_commit(ledger_store_pg::GroupCommitConfig::default());
+    let clock = Arc::new(ManualClock::new(START));
+    let ledger = Ledger::new(Arc::new(store), clock, Arc::new(SequentialIds::default()));
+    ledger.open_system_accounts(Currency::USD).await.unwrap();
+    (database, Arc::new(ledger))
+}
+
+/// Every transfer goes into one hot account while sources run dry: each request is still decided
+/// on its own, in order, inside shared batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_on_a_hot_account_keeps_every_invariant() {
+    let (database, ledger) = grouped_setup().await;
+    let hot = customers(&ledger, 1, "0").await[0];
+    let sources = Arc::new(customers(&ledger, 16, "10").await);
+    let tasks = (0..16usize).map(|task| {
+        let (ledger, sources) = (ledger.clone(), sources.clone());
+        tokio::spawn(async move {
+            let mut moved = 0;
+            // 0.75 at a time from 10.00: 13 succeed, the rest find the source dry.
+            for _ in 0..20 {
+                match ledger.transfer(sources[task], hot, usd("0.75")).await {
+                    Ok(_) => moved += usd("0.75").get(),
+                    Err(LedgerError::Rejected(Rejection::InsufficientFunds(_))) => {}
+                    Err(other) => panic!("transfer failed: {other}"),
+                }
+            }
+            moved
+        })
+    });
+    let moved: i64 = join_all(tasks).await.into_iter().map(Result::unwrap).sum();
+    assert_eq!(moved, 16 * 13 * usd("0.75").get());
+    assert_eq!(ledger.balance(hot).await.unwrap().posted.get(), moved);
+    for source in sources.iter() {
+        assert_eq!(ledger.balance(*source).await.unwrap().posted, usd("0.25"));
+    }
+    assert_books_balance(&ledger).await;
+    database.drop_database().await;
+}
+
+/// A request that fails in storage (here: a payout id that exists already) is answered with its
+/// error; the requests batched with it still commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_request_does_not_fail_its_batch() {
+    use ledger_core::ports::Submission;
+    use ledger_core::{AccountKind, Command, CreatePayout, LedgerStore, PayoutId};
+    let (database, ledger) = grouped_setup().await;
+    let account = customers(&ledger, 1, "100").await[0];
+    let existing =
+        ledger.request_bank_transfer(PayoutDirection::Outbound, account, usd("1"), None, None).await.unwrap();
+    let duplicate_id: PayoutId = existing.payout.unwrap().id;
+    let clearing = ledger.system_account(AccountKind::PayoutClearing, Currency::USD).await.unwrap();
+    let settlement = ledger.system_account(AccountKind::Settlement, Currency::USD).await.unwrap();
+    let request = |id: PayoutId| {
+        vec![Submission::from(Command::CreatePayout(CreatePayout {
+            payout_id: id,
+            entry_id: ledger.new_id(),
+            direction: PayoutDirection::Outbound,
+            account,
+            clearing,
+            settlement,
+            amount: usd("1"),
+            currency: Currency::USD,
+            bank_account: None,
+            reference: None,
+        }))]
+    };
+    let mut batches = vec![request(duplicate_id)];
+    for _ in 0..15 {
+        batches.push(request(ledger.new_id()));
+    }
+    let calls = batches.into_iter().map(|batch| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.store().execute(&batch, START).await })
+    });
+    let results: Vec<_> = join_all(calls).await.into_iter().map(Result::unwrap).collect();
+    assert!(results[0].is_err(), "the duplicate id is refused by the database: {:?}", results[0]);
+    for result in &results[1..] {
+        let outcomes = result.as_ref().expect("neighbours commit");
+        assert!(outcomes[0].is_ok());
+    }
+    assert_eq!(ledger.balance(account).await.unwrap().posted, usd("84"));
+    assert_books_balance(&ledger).await;
+    database.drop_database().await;
+}

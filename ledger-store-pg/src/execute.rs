@@ -137,10 +137,14 @@ async fn execute_in(
     let mut book = Book::new();
     let conn: &mut PgConnection = tx;
 
-    let hold_rows = sqlx::query(sql!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
-        .bind(uuids(&keys.holds, |h| h.0))
-        .fetch_all(&mut *conn)
-        .await?;
+    let hold_rows = if keys.holds.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(sql!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
+            .bind(uuids(&keys.holds, |h| h.0))
+            .fetch_all(&mut *conn)
+            .await?
+    };
     let mut loaded_holds = HashSet::new();
     for row in &hold_rows {
         let hold = rows::hold(row)?;

@@ -62,7 +62,7 @@ async fn postings_entries_and_the_audit_log_are_append_only() {
 }
 
 #[tokio::test]
-async fn an_unbalanced_entry_cannot_commit() {
+async fn an_unbalanced_entry_cannot_be_written() {
     let w = world().await;
     let mut tx = w.database.pool.begin().await.unwrap();
     sqlx::query(
@@ -71,18 +71,18 @@ async fn an_unbalanced_entry_cannot_commit() {
     .execute(&mut *tx)
     .await
     .unwrap();
-    sqlx::query(
+    let error = sqlx::query(
         "INSERT INTO postings (entry_id, position, account_id, currency, amount_micros, balance_after_micros, created_at) \
          VALUES ('00000000-0000-0000-0000-0000000000ee', 0, $1, 'USD', 5, 5, now())",
     )
     .bind(w.bob.0)
     .execute(&mut *tx)
     .await
-    .unwrap();
-    let error = tx.commit().await.expect_err("the deferred balance check refuses the commit");
+    .expect_err("an entry must balance within the statement that writes its postings");
     let db = error.as_database_error().unwrap();
     assert_eq!(db.code().as_deref(), Some("23514"));
     assert!(db.message().contains("does not balance"), "{}", db.message());
+    drop(tx);
     w.database.drop_database().await;
 }
 

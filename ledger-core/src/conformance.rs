@@ -16,17 +16,14 @@ use crate::ids::{AccountId, EntryId, Timestamp, UserId};
 use crate::ledger::Ledger;
 use crate::money::{Currency, Micros};
 use crate::ports::{
-    AccountFilter, Clock, Fingerprint, FxStore, IdempotencyBegin, IdempotencyKey, IdempotencyStore, IdempotencyWrite,
-    LedgerStore, ManualClock, PageRequest, PayoutFilter, PayoutQueue, SequentialIds, StoreError, StoredResponse,
-    Submission, TimeRange,
+    AccountFilter, Clock, Fingerprint, IdempotencyBegin, IdempotencyKey, IdempotencyWrite, ManualClock, PageRequest,
+    PayoutFilter, SequentialIds, StoreError, StoredResponse, Submission, TimeRange,
 };
+use crate::ports::{Role, User};
 use crate::rejection::Rejection;
 use crate::state::{PayoutDirection, PayoutStatus};
 
-/// Every storage port at once: what the service needs from a store.
-pub trait FullStore: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + 'static {}
-
-impl<T: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + 'static> FullStore for T {}
+pub use crate::ports::FullStore;
 
 /// The instant every check starts at.
 pub const START: Timestamp = Timestamp::from_unix_secs(1_800_000_000);
@@ -77,6 +74,7 @@ where
         idempotency_records,
         fx_rates_and_quotes,
         payouts_filter_and_page,
+        users_register_and_change_role,
     );
 }
 
@@ -391,6 +389,35 @@ pub async fn payouts_filter_and_page<S: FullStore>(store: Arc<S>) {
     let got = store.payouts(&on_b, &PageRequest::first(10)).await.unwrap();
     assert_eq!(got.items.len(), 1);
     assert_eq!(got.items[0].direction, PayoutDirection::Inbound);
+}
+
+/// Users are unique by username and by email; roles change.
+pub async fn users_register_and_change_role<S: FullStore>(store: Arc<S>) {
+    let (ledger, _) = ledger(store.clone(), 9_000);
+    let user = |username: &str, email: &str| User {
+        id: ledger.new_id(),
+        username: username.to_owned(),
+        email: email.to_owned(),
+        password_hash: "$argon2id$v=19$not-a-real-hash".to_owned(),
+        role: Role::User,
+        created_at: START,
+    };
+    let alice = store.create_user(user("alice", "alice@example.com")).await.unwrap();
+    assert!(matches!(
+        store.create_user(user("alice", "other@example.com")).await,
+        Err(StoreError::Duplicate("username"))
+    ));
+    assert!(matches!(
+        store.create_user(user("alicia", "alice@example.com")).await,
+        Err(StoreError::Duplicate("email"))
+    ));
+    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_username("alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_username("nobody").await.unwrap(), None);
+    let admin = store.set_role(alice.id, Role::Admin).await.unwrap().expect("exists");
+    assert_eq!(admin.role, Role::Admin);
+    assert_eq!(store.user(alice.id).await.unwrap().map(|u| u.role), Some(Role::Admin));
+    assert_eq!(store.set_role(ledger.new_id(), Role::Admin).await.unwrap(), None);
 }
 
 #[cfg(test)]

@@ -55,14 +55,19 @@ pub enum LedgerError {
 /// A ledger over a store, with the time and ids supplied from outside.
 ///
 /// See the crate documentation for a complete example.
-#[derive(Clone)]
-pub struct Ledger<S> {
+pub struct Ledger<S: ?Sized> {
     store: Arc<S>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
 }
 
-impl<S> std::fmt::Debug for Ledger<S> {
+impl<S: ?Sized> Clone for Ledger<S> {
+    fn clone(&self) -> Ledger<S> {
+        Ledger { store: self.store.clone(), clock: self.clock.clone(), ids: self.ids.clone() }
+    }
+}
+
+impl<S: ?Sized> std::fmt::Debug for Ledger<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger").finish_non_exhaustive()
     }
@@ -72,7 +77,7 @@ impl<S> std::fmt::Debug for Ledger<S> {
 pub const SYSTEM_KINDS: [AccountKind; 4] =
     [AccountKind::Settlement, AccountKind::Liquidity, AccountKind::PayoutClearing, AccountKind::Fees];
 
-impl<S: LedgerStore + FxStore> Ledger<S> {
+impl<S: LedgerStore + FxStore + ?Sized> Ledger<S> {
     /// A ledger over `store`, reading time from `clock` and ids from `ids`.
     pub fn new(store: Arc<S>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGenerator>) -> Ledger<S> {
         Ledger { store, clock, ids }

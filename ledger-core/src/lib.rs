@@ -89,8 +89,8 @@ pub use ledger::{Ledger, LedgerError, SYSTEM_KINDS};
 pub use memory::{MemoryStore, ScriptedBank};
 pub use money::{Currency, MICROS_DIGITS, MICROS_PER_UNIT, Micros, ParseAmountError, UnknownCurrency};
 pub use ports::{
-    Clock, FxStore, IdGenerator, IdempotencyStore, LedgerStore, ManualClock, PayoutProvider, PayoutQueue, RateSource,
-    SequentialIds, StoreError,
+    Clock, FullStore, FxStore, IdGenerator, IdempotencyStore, LedgerStore, ManualClock, PayoutProvider, PayoutQueue,
+    RateSource, Role, SequentialIds, StoreError, User, UserStore,
 };
 pub use rejection::Rejection;
 pub use rust_decimal::Decimal;

@@ -20,7 +20,8 @@ use crate::money::{Currency, Micros};
 use crate::ports::{
     AccountFilter, Claim, Fingerprint, FxStore, IdempotencyBegin, IdempotencyKey, IdempotencyStore, LedgerStore,
     Outcome, Page, PageRequest, PayoutFilter, PayoutProvider, PayoutQueue, ProviderError, ProviderReceipt,
-    ProviderRequest, RateSource, StatementLine, StoreError, StoredResponse, Submission, TimeRange,
+    ProviderRequest, RateSource, Role, StatementLine, StoreError, StoredResponse, Submission, TimeRange, User,
+    UserStore,
 };
 use crate::recon::{AccountRecord, OpenHoldRecord, PayoutRecord, PostingRecord, Snapshot};
 use crate::state::{Payout, PayoutStatus};
@@ -49,6 +50,7 @@ struct Inner {
     rates: BTreeMap<(Currency, Currency), PairRate>,
     quotes: HashMap<QuoteId, FxQuote>,
     outbox: Vec<Event>,
+    users: HashMap<UserId, User>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -494,6 +496,37 @@ impl FxStore for MemoryStore {
 
     async fn quote(&self, id: QuoteId) -> Result<Option<FxQuote>, StoreError> {
         Ok(self.lock().quotes.get(&id).copied())
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: User) -> Result<User, StoreError> {
+        let mut inner = self.lock();
+        if inner.users.values().any(|u| u.username == user.username) {
+            return Err(StoreError::Duplicate("username"));
+        }
+        if inner.users.values().any(|u| u.email == user.email) {
+            return Err(StoreError::Duplicate("email"));
+        }
+        inner.users.insert(user.id, user.clone());
+        Ok(user)
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().users.get(&id).cloned())
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().users.values().find(|u| u.username == username).cloned())
+    }
+
+    async fn set_role(&self, id: UserId, role: Role) -> Result<Option<User>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner.users.get_mut(&id).map(|user| {
+            user.role = role;
+            user.clone()
+        }))
     }
 }
 

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// A cursor that this store did not hand out.
     #[error("invalid pagination cursor")]
     BadCursor,
+    /// A unique value is taken already (e.g. `"username"`, `"email"`).
+    #[error("{0} is already taken")]
+    Duplicate(&'static str),
     /// The backend failed (connection lost, constraint the core does not know, ...). The
     /// message is for logs only, never for clients.
     #[error("storage backend failed: {0}")]
@@ -270,6 +273,79 @@ pub trait LedgerStore: Send + Sync {
     /// Payouts and deposits in id order.
     async fn payouts(&self, filter: &PayoutFilter, page: &PageRequest) -> Result<Page<Payout>, StoreError>;
 }
+
+/// A user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Moves their own money.
+    User,
+    /// Operates the ledger.
+    Admin,
+}
+
+impl Role {
+    /// The stable lower-case name used in storage, tokens and the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The inverse of [`Role::as_str`].
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::User, Role::Admin].into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// A user of the service. The password is only ever kept as a hash made by the adapter.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Its id.
+    pub id: UserId,
+    /// Login name, unique.
+    pub username: String,
+    /// Contact address, unique.
+    pub email: String,
+    /// The password hash (argon2 PHC string in the service).
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When the user registered.
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for User {
+    // The hash stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Storage of users.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Adds a user; a taken username or email is [`StoreError::Duplicate`].
+    async fn create_user(&self, user: User) -> Result<User, StoreError>;
+
+    /// A user by id.
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// A user by username.
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    /// Changes a user's role; `None` if there is no such user.
+    async fn set_role(&self, id: UserId, role: Role) -> Result<Option<User>, StoreError>;
+}
+
+/// Every storage port at once: what the service needs from a store.
+pub trait FullStore: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + 'static {}
+
+impl<T: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + 'static> FullStore for T {}
 
 /// A payout claimed from the queue, leased to one worker until `locked_until`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -41,6 +41,7 @@ mod rows;
 mod snapshot;
 pub mod system;
 pub mod testing;
+mod users;
 
 use std::time::Duration;
 

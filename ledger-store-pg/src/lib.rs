@@ -106,6 +106,11 @@ impl PgStore {
         MIGRATOR.run(&self.pool).await.map_err(StoreError::backend)
     }
 
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db)
+    }
+
     /// The pool, for health checks and for adapters that share it.
     pub fn pool(&self) -> &PgPool {
         &self.pool

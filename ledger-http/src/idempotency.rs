@@ -1,0 +1,163 @@
+//! `Idempotency-Key` handling for the POSTs that move money.
+//!
+//! 1. The key (1-255 printable characters, scoped to the caller) and a fingerprint of the request
+//!    (method, path, canonical body) start a record: a new key proceeds; the same key and
+//!    fingerprint after completion replays the first status and body with
+//!    `Idempotent-Replayed: true`; a different fingerprint is 422; a key still in flight is 409.
+//! 2. The money movement runs with the completing record attached, so the store writes the
+//!    response in the same transaction as the postings: both commit or neither does.
+//! 3. A request that fails before moving money (invalid input, unknown account) abandons its key,
+//!    so it can be retried with the same key once corrected.
+//!
+//! The first response and every replay are the same bytes: both are rendered from the outcome by
+//! one function, which captures the request id and path of the first request.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use ledger_core::ports::{
+    Fingerprint, IdempotencyBegin, IdempotencyKey, IdempotencyWrite, Outcome, StoredResponse, Submission,
+};
+use ledger_core::{ChangeSet, Command};
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::ApiResponse;
+use poem_openapi::registry::{MetaResponses, Registry};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::context;
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::state::AppState;
+
+/// The response header that marks a replay.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// A stored (or freshly rendered) response, documented in OpenAPI as `T`.
+pub struct Idempotent<T> {
+    response: StoredResponse,
+    replayed: bool,
+    documented_as: PhantomData<fn() -> T>,
+}
+
+impl<T: ApiResponse> ApiResponse for Idempotent<T> {
+    fn meta() -> MetaResponses {
+        T::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T> IntoResponse for Idempotent<T> {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let content_type = if status.is_success() { "application/json; charset=utf-8" } else { PROBLEM_JSON };
+        let mut builder = Response::builder().status(status).content_type(content_type);
+        if self.replayed {
+            builder = builder.header(REPLAYED, "true");
+        }
+        builder.body(self.response.body)
+    }
+}
+
+/// How a successful outcome is rendered: the status and the JSON body.
+pub type Render = Arc<dyn Fn(&ChangeSet) -> (u16, Vec<u8>) + Send + Sync>;
+
+/// Runs a money-moving request under its Idempotency-Key. `body` is the parsed request (its
+/// canonical JSON is fingerprinted); `build` turns it into the command, and may refuse.
+pub async fn run<T, B: poem_openapi::types::ToJSON>(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    body: &B,
+    build: impl AsyncFnOnce() -> Result<Command, ApiError>,
+    render: Render,
+) -> Result<Idempotent<T>, ApiError> {
+    let key = IdempotencyKey::parse(key).map_err(|e| ApiError::field("Idempotency-Key", e.to_string()))?;
+    let path = context::path();
+    let fingerprint = fingerprint("POST", &path, body)?;
+    let now = state.ledger.now();
+    match state.store.begin(caller.user, &key, fingerprint, now, state.idempotency_lease()).await? {
+        IdempotencyBegin::Started => {}
+        IdempotencyBegin::Replay(response) => {
+            state.metrics.add("ledger_idempotent_replays_total", "replay", 1);
+            return Ok(Idempotent { response, replayed: true, documented_as: PhantomData });
+        }
+        IdempotencyBegin::InFlight => {
+            return Err(ApiError::Conflict {
+                kind: "idempotency-in-flight",
+                detail: "a request with this Idempotency-Key is still being processed".into(),
+            });
+        }
+        IdempotencyBegin::Mismatch => return Err(ApiError::IdempotencyMismatch),
+    }
+    let command = match build().await {
+        Ok(command) => command,
+        Err(error) => {
+            state.store.abandon(caller.user, &key).await?;
+            return Err(error);
+        }
+    };
+    let respond = responder(render, context::request_id(), path);
+    let write = IdempotencyWrite {
+        scope: caller.user,
+        key: key.clone(),
+        fingerprint,
+        expires_at: now.saturating_add(state.config.idempotency_ttl()),
+        render: respond.clone(),
+    };
+    let submission = Submission { command, idempotency: Some(write) };
+    let outcome = match state.store.execute(&[submission], state.ledger.now()).await {
+        Ok(mut outcomes) => outcomes.pop().expect("one outcome per submission"),
+        Err(error) => {
+            state.store.abandon(caller.user, &key).await?;
+            return Err(error.into());
+        }
+    };
+    if let Ok(changes) = &outcome {
+        record_money_moved(state, changes);
+    }
+    Ok(Idempotent { response: respond(&outcome), replayed: false, documented_as: PhantomData })
+}
+
+/// The fingerprint of a request: SHA-256 over its method, path and canonical JSON body.
+fn fingerprint<B: poem_openapi::types::ToJSON>(method: &str, path: &str, body: &B) -> Result<Fingerprint, ApiError> {
+    let body = body.to_json_string();
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update([0]);
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(body.as_bytes());
+    Ok(Fingerprint(hasher.finalize().into()))
+}
+
+/// Renders any outcome: successes with `render`, rejections as problem documents carrying the
+/// first request's id and path.
+fn responder(
+    render: Render,
+    request_id: String,
+    instance: String,
+) -> Arc<dyn Fn(&Outcome) -> StoredResponse + Send + Sync> {
+    Arc::new(move |outcome| match outcome {
+        Ok(changes) => {
+            let (status, body) = render(changes);
+            StoredResponse { status, body }
+        }
+        Err(rejection) => {
+            let problem: Problem = ApiError::Rejected(rejection.clone()).problem_in(&request_id, &instance);
+            StoredResponse { status: problem.status, body: serde_json::to_vec(&problem).expect("problems serialise") }
+        }
+    })
+}
+
+fn record_money_moved(state: &AppState, changes: &ChangeSet) {
+    if let Some(entry) = &changes.entry {
+        for posting in entry.postings().iter().filter(|p| p.amount.is_positive()) {
+            let moved = u128::try_from(posting.amount.get()).unwrap_or(0);
+            state.metrics.add("ledger_money_moved_micros_total", posting.currency.code(), moved);
+        }
+    }
+}

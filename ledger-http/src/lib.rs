@@ -1,0 +1,129 @@
+//! `ledger-http`: the ledger as an HTTP service, on poem + poem-openapi.
+//!
+//! The operations live in [`api`], one module per tag; the OpenAPI document is generated from
+//! them and served at `/openapi.json` and `/openapi.yaml`, with Swagger UI at `/docs`. Every
+//! request goes through [`context::Framing`] (request id, problem+json for framework errors,
+//! access log, metrics). [`start`] builds the state from [`Config`] and serves until told to
+//! stop, finishing in-flight requests; the binary and the tests both use it.
+
+// The API groups, request/response enums and wire objects are poem-openapi glue whose Debug
+// output would add nothing to logs (and the state they hold is already Debug).
+#![allow(missing_debug_implementations)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::{AddData, CatchPanic};
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use state::{AppState, StartError};
+
+use api::accounts::AccountsApi;
+use api::money::MoneyApi;
+use api::service::ServiceApi;
+use api::users::UsersApi;
+
+/// Every API group, as one OpenAPI service.
+pub type Apis = (ServiceApi, UsersApi, AccountsApi, MoneyApi);
+
+/// The OpenAPI service over `state`.
+pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
+    let apis = (
+        ServiceApi { state: state.clone() },
+        UsersApi { state: state.clone() },
+        AccountsApi { state: state.clone() },
+        MoneyApi { state: state.clone() },
+    );
+    OpenApiService::new(apis, "Ledger API", env!("CARGO_PKG_VERSION")).description(
+        "A double-entry ledger for money movement. Amounts are integer micros (1 unit = 1,000,000 micros). \
+             Errors are RFC 7807 application/problem+json. POSTs that move money require an Idempotency-Key.",
+    )
+}
+
+/// The whole service: the API, its OpenAPI document, Swagger UI, and the middleware.
+pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
+    let api = openapi(&state);
+    let spec_json = api.spec_endpoint();
+    let spec_yaml = api.spec_endpoint_yaml();
+    let docs = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec_json)
+        .at("/openapi.yaml", spec_yaml)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .with(CatchPanic::new())
+        .with(AddData::new(state.clone()))
+        .with(context::Framing::new(state.metrics.clone(), state.config.body_limit_bytes))
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (for tests that look inside).
+    pub state: Arc<AppState>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to 30 s), and waits.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Builds the state and serves on `config.listen` (port 0 picks a free port).
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let listen = config.listen.clone();
+    let state = AppState::build(config).await?;
+    let acceptor = TcpListener::bind(listen.clone())
+        .into_acceptor()
+        .await
+        .map_err(|e| StartError::Config(format!("cannot listen on {listen}: {e}")))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| StartError::Other("listener has no address".into()))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let endpoint = app(state.clone());
+    let task = tokio::spawn(async move {
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                endpoint,
+                async {
+                    let _ = stopped.await;
+                },
+                Some(SHUTDOWN_GRACE),
+            )
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Running { addr, state, stop, task })
+}

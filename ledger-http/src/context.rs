@@ -45,6 +45,10 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| text.to_owned())
 }
 
+/// The request body exactly as received, for signature checks (a cheap reference-counted copy).
+#[derive(Clone, Debug)]
+pub struct RawBody(pub bytes::Bytes);
+
 /// The framing middleware.
 #[derive(Clone, Debug)]
 pub struct Framing {
@@ -90,7 +94,10 @@ impl<E: Endpoint> Endpoint for FramingEndpoint<E> {
                 // The body is read here, up to the limit, whether or not a Content-Length was sent,
                 // so an oversized body is refused before any handler sees it.
                 match req.take_body().into_bytes_limit(self.body_limit).await {
-                    Ok(bytes) => req.set_body(bytes),
+                    Ok(bytes) => {
+                        req.extensions_mut().insert(RawBody(bytes.clone()));
+                        req.set_body(bytes);
+                    }
                     Err(poem::error::ReadBodyError::PayloadTooLarge) => {
                         let detail = format!("the body is larger than {} bytes", self.body_limit);
                         return problem_response(StatusCode::PAYLOAD_TOO_LARGE, detail);
@@ -99,6 +106,8 @@ impl<E: Endpoint> Endpoint for FramingEndpoint<E> {
                 }
                 match self.inner.call(req).await {
                     Ok(output) => output.into_response(),
+                    // A handler's own error response (already problem+json) is kept as it is.
+                    Err(error) if error.is_from_response() => error.into_response(),
                     Err(error) => {
                         let status = error.status();
                         let detail = error.to_string();

@@ -18,14 +18,13 @@ use std::sync::Arc;
 use ledger_core::ports::{
     Fingerprint, IdempotencyBegin, IdempotencyKey, IdempotencyWrite, Outcome, StoredResponse, Submission,
 };
-use ledger_core::{ChangeSet, Command};
+use ledger_core::{ChangeSet, Command, UserId};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::ApiResponse;
 use poem_openapi::registry::{MetaResponses, Registry};
 use sha2::{Digest, Sha256};
 
-use crate::auth::Caller;
 use crate::context;
 use crate::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::state::AppState;
@@ -69,7 +68,7 @@ pub type Render = Arc<dyn Fn(&ChangeSet) -> (u16, Vec<u8>) + Send + Sync>;
 /// canonical JSON is fingerprinted); `build` turns it into the command, and may refuse.
 pub async fn run<T, B: poem_openapi::types::ToJSON>(
     state: &AppState,
-    caller: &Caller,
+    scope: UserId,
     key: &str,
     body: &B,
     build: impl AsyncFnOnce() -> Result<Command, ApiError>,
@@ -79,7 +78,7 @@ pub async fn run<T, B: poem_openapi::types::ToJSON>(
     let path = context::path();
     let fingerprint = fingerprint("POST", &path, body)?;
     let now = state.ledger.now();
-    match state.store.begin(caller.user, &key, fingerprint, now, state.idempotency_lease()).await? {
+    match begin(state, scope, &key, fingerprint).await? {
         IdempotencyBegin::Started => {}
         IdempotencyBegin::Replay(response) => {
             state.metrics.add("ledger_idempotent_replays_total", "replay", 1);
@@ -96,13 +95,13 @@ pub async fn run<T, B: poem_openapi::types::ToJSON>(
     let command = match build().await {
         Ok(command) => command,
         Err(error) => {
-            state.store.abandon(caller.user, &key).await?;
+            state.store.abandon(scope, &key).await?;
             return Err(error);
         }
     };
     let respond = responder(render, context::request_id(), path);
     let write = IdempotencyWrite {
-        scope: caller.user,
+        scope,
         key: key.clone(),
         fingerprint,
         expires_at: now.saturating_add(state.config.idempotency_ttl()),
@@ -112,7 +111,7 @@ pub async fn run<T, B: poem_openapi::types::ToJSON>(
     let outcome = match state.store.execute(&[submission], state.ledger.now()).await {
         Ok(mut outcomes) => outcomes.pop().expect("one outcome per submission"),
         Err(error) => {
-            state.store.abandon(caller.user, &key).await?;
+            state.store.abandon(scope, &key).await?;
             return Err(error.into());
         }
     };
@@ -120,6 +119,29 @@ pub async fn run<T, B: poem_openapi::types::ToJSON>(
         record_money_moved(state, changes);
     }
     Ok(Idempotent { response: respond(&outcome), replayed: false, documented_as: PhantomData })
+}
+
+/// How long a duplicate waits for the first request with its key to finish before answering 409.
+pub const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Starts the key; while another request holds it, waits (up to [`IN_FLIGHT_WAIT`]) for that
+/// one to finish, so concurrent duplicates get the first answer instead of a 409 in the common
+/// case of a client retrying quickly.
+async fn begin(
+    state: &AppState,
+    scope: UserId,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+) -> Result<IdempotencyBegin, ApiError> {
+    let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    loop {
+        let now = state.ledger.now();
+        let begun = state.store.begin(scope, key, fingerprint, now, state.idempotency_lease()).await?;
+        if begun != IdempotencyBegin::InFlight || tokio::time::Instant::now() >= deadline {
+            return Ok(begun);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The fingerprint of a request: SHA-256 over its method, path and canonical JSON body.

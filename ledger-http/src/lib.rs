@@ -37,9 +37,10 @@ use api::accounts::AccountsApi;
 use api::money::MoneyApi;
 use api::service::ServiceApi;
 use api::users::UsersApi;
+use api::webhooks::WebhooksApi;
 
 /// Every API group, as one OpenAPI service.
-pub type Apis = (ServiceApi, UsersApi, AccountsApi, MoneyApi);
+pub type Apis = (ServiceApi, UsersApi, AccountsApi, MoneyApi, WebhooksApi);
 
 /// The OpenAPI service over `state`.
 pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
@@ -48,6 +49,7 @@ pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
         UsersApi { state: state.clone() },
         AccountsApi { state: state.clone() },
         MoneyApi { state: state.clone() },
+        WebhooksApi { state: state.clone() },
     );
     OpenApiService::new(apis, "Ledger API", env!("CARGO_PKG_VERSION")).description(
         "A double-entry ledger for money movement. Amounts are integer micros (1 unit = 1,000,000 micros). \

@@ -7,6 +7,7 @@ pub mod dto;
 pub mod money;
 pub mod service;
 pub mod users;
+pub mod webhooks;
 
 use ledger_core::ports::PageRequest;
 use poem_openapi::Tags;

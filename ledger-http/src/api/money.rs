@@ -59,7 +59,7 @@ pub enum TransactionCreated {
     Created(Json<TransactionDto>),
 }
 
-fn transaction_created() -> Render {
+pub(crate) fn transaction_created() -> Render {
     Arc::new(|changes| {
         let entry = changes.entry.as_ref().expect("money movements post an entry");
         (201, TransactionDto::new(entry).to_json_string().into_bytes())
@@ -98,7 +98,7 @@ impl MoneyApi {
                 metadata,
             }))
         };
-        Ok(idempotency::run(state, &caller, &key.0, &body.0, build, transaction_created()).await?)
+        Ok(idempotency::run(state, caller.user, &key.0, &body.0, build, transaction_created()).await?)
     }
 
     /// A transaction with all its postings (parties and admins only).

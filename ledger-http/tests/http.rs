@@ -1,0 +1,502 @@
+//! The real server, started on port 0, spoken to over HTTP: every scenario runs on the in-memory
+//! store and on PostgreSQL.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use ledger_http::api::webhooks::sign;
+use ledger_http::{Config, Running};
+use ledger_store_pg::testing::{TestDatabase, fresh_database};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+const WEBHOOK_SECRET: &str = "whsec-test";
+
+struct Server {
+    running: Running,
+    client: Client,
+    database: Option<TestDatabase>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Memory,
+    Postgres,
+}
+
+async fn server(backend: Backend) -> Server {
+    let database = match backend {
+        Backend::Memory => None,
+        Backend::Postgres => Some(fresh_database().await.expect("a test database")),
+    };
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".into();
+    config.database_url = database.as_ref().map(|d| d.url.clone());
+    config.redis_url = None;
+    config.jwt_secret = Some(JWT_SECRET.into());
+    config.webhook_secret = Some(WEBHOOK_SECRET.into());
+    config.admin_username = Some("root".into());
+    config.admin_password = Some("root-password-long-enough".into());
+    config.body_limit_bytes = 16 * 1024;
+    let running = ledger_http::start(config).await.expect("the service starts");
+    Server { running, client: Client::new(), database }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.running.url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            // Every error is problem+json with the request id.
+            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            assert_eq!(content_type, "application/problem+json", "{path}: {status} {body}");
+            assert_eq!(body["status"], json!(status.as_u16()), "{body}");
+            assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{body}");
+            // A replay carries the first request's id in its body, by design.
+            if !headers.contains_key("idempotent-replayed") {
+                assert_eq!(body["request_id"].as_str(), headers.get("x-request-id").and_then(|v| v.to_str().ok()));
+            }
+        }
+        assert!(headers.contains_key("x-request-id"));
+        Reply { status, headers, body }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None, None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), None, Some(body)).await
+    }
+
+    async fn register(&self, username: &str) -> String {
+        let body = json!({"username": username, "email": format!("{username}@example.com"), "password": "a long enough password"});
+        let reply = self.call(Method::POST, "/v1/users", None, None, Some(body)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        self.login(username, "a long enough password").await
+    }
+
+    async fn login(&self, username: &str, password: &str) -> String {
+        let reply = self
+            .call(Method::POST, "/v1/auth/login", None, None, Some(json!({"username": username, "password": password})))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn open_account(&self, token: &str, currency: &str) -> String {
+        let reply = self.post("/v1/accounts", token, json!({"currency": currency})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn webhook(&self, body: &Value, signature: Option<String>) -> Reply {
+        let raw = serde_json::to_vec(body).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let signature = signature.unwrap_or_else(|| sign(WEBHOOK_SECRET.as_bytes(), now, &raw));
+        let response = self
+            .client
+            .post(format!("{}/v1/webhooks/deposit", self.running.url()))
+            .header("X-Signature", signature)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    async fn fund(&self, account: &str, amount_micros: i64) {
+        let event = json!({
+            "event_id": uuid::Uuid::now_v7().to_string(), "account_id": account,
+            "amount_micros": amount_micros, "currency": "USD", "occurred_at": "2026-11-22T10:00:00Z"
+        });
+        let reply = self.webhook(&event, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
+    async fn posted(&self, token: &str, account: &str) -> i64 {
+        let reply = self.get(&format!("/v1/accounts/{account}/balance"), token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["posted_micros"].as_i64().unwrap()
+    }
+
+    async fn transfer(&self, token: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, "/v1/transfers/internal", Some(token), Some(key), Some(body)).await
+    }
+
+    async fn stop(self) {
+        self.running.stop().await.expect("a clean stop");
+        if let Some(database) = self.database {
+            database.drop_database().await;
+        }
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let server = super::server(super::Backend::Memory).await;
+                    super::$scenario(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let server = super::server(super::Backend::Postgres).await;
+                    super::$scenario(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    users_register_and_log_in,
+    bad_tokens_are_refused,
+    accounts_belong_to_their_owner,
+    deposit_webhook_credits_each_event_once,
+    transfers_move_money_once_per_key,
+    concurrent_requests_with_one_key_move_money_once,
+    errors_are_problem_documents,
+    service_endpoints_answer,
+);
+
+async fn users_register_and_log_in(s: &Server) {
+    let token = s.register("alice").await;
+    let me = s.get("/v1/users/me", &token).await;
+    assert_eq!(
+        (me.status, me.body["username"].as_str(), me.body["role"].as_str()),
+        (StatusCode::OK, Some("alice"), Some("user"))
+    );
+    assert!(me.body.get("password_hash").is_none());
+    let again = json!({"username": "alice", "email": "other@example.com", "password": "a long enough password"});
+    assert_eq!(s.call(Method::POST, "/v1/users", None, None, Some(again)).await.status, StatusCode::CONFLICT);
+    let short = json!({"username": "bob", "email": "bob@example.com", "password": "short"});
+    let reply = s.call(Method::POST, "/v1/users", None, None, Some(short)).await;
+    assert_eq!((reply.status, reply.body["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("password")));
+    // A wrong password and an unknown user get the same answer.
+    let wrong = s
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            None,
+            Some(json!({"username": "alice", "password": "not the password"})),
+        )
+        .await;
+    let unknown = s
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            None,
+            Some(json!({"username": "nobody", "password": "not the password"})),
+        )
+        .await;
+    assert_eq!((wrong.status, unknown.status), (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED));
+    assert_eq!(wrong.body["detail"], unknown.body["detail"]);
+    // Only an admin changes roles, and the configured admin exists.
+    let me_id = me.body["id"].as_str().unwrap();
+    let promote = s.post(&format!("/v1/admin/users/{me_id}/role"), &token, json!({"role": "admin"})).await;
+    assert_eq!(promote.status, StatusCode::FORBIDDEN);
+    let root = s.login("root", "root-password-long-enough").await;
+    let promote = s.post(&format!("/v1/admin/users/{me_id}/role"), &root, json!({"role": "admin"})).await;
+    assert_eq!((promote.status, promote.body["role"].as_str()), (StatusCode::OK, Some("admin")));
+}
+
+fn forged(claims: Value, secret: &[u8], algorithm: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+async fn bad_tokens_are_refused(s: &Server) {
+    let token = s.register("carol").await;
+    let me = s.get("/v1/users/me", &token).await;
+    let sub = me.body["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |iss: &str, aud: &str, exp: i64| json!({"iss": iss, "aud": aud, "sub": sub, "role": "admin", "iat": now, "exp": exp});
+    let secret = JWT_SECRET.as_bytes();
+    let unsigned = {
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        let payload = serde_json::to_vec(&claims("ledger", "ledger-api", now + 600)).unwrap();
+        use base64_url_free as b64;
+        format!("{header}.{}.", b64::encode(&payload))
+    };
+    let bad = [
+        (
+            "wrong signature",
+            forged(
+                claims("ledger", "ledger-api", now + 600),
+                b"another-secret-of-at-least-32-bytes!!",
+                jsonwebtoken::Algorithm::HS256,
+            ),
+        ),
+        ("wrong algorithm", forged(claims("ledger", "ledger-api", now + 600), secret, jsonwebtoken::Algorithm::HS512)),
+        ("alg none", unsigned),
+        (
+            "wrong issuer",
+            forged(claims("someone-else", "ledger-api", now + 600), secret, jsonwebtoken::Algorithm::HS256),
+        ),
+        ("wrong audience", forged(claims("ledger", "another-api", now + 600), secret, jsonwebtoken::Algorithm::HS256)),
+        ("expired", forged(claims("ledger", "ledger-api", now - 1), secret, jsonwebtoken::Algorithm::HS256)),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (why, token) in bad {
+        let reply = s.get("/v1/users/me", &token).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{why}: {}", reply.body);
+    }
+    let none = s.call(Method::GET, "/v1/users/me", None, None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    // A correctly signed token still works.
+    let good = forged(claims("ledger", "ledger-api", now + 600), secret, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(s.get("/v1/users/me", &good).await.status, StatusCode::OK);
+}
+
+/// A tiny URL-safe base64 encoder for the unsigned-token case (no padding).
+mod base64_url_free {
+    pub(super) fn encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+async fn accounts_belong_to_their_owner(s: &Server) {
+    let alice = s.register("alice").await;
+    let mallory = s.register("mallory").await;
+    let account = s.open_account(&alice, "USD").await;
+    let theirs = s.open_account(&mallory, "USD").await;
+    s.fund(&account, 10_000_000).await;
+    let listed = s.get("/v1/accounts", &alice).await;
+    let ids: Vec<_> =
+        listed.body["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, std::slice::from_ref(&account));
+    for path in [
+        format!("/v1/accounts/{account}"),
+        format!("/v1/accounts/{account}/balance"),
+        format!("/v1/accounts/{account}/statement"),
+    ] {
+        assert_eq!(s.get(&path, &mallory).await.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(s.get(&path, &alice).await.status, StatusCode::OK, "{path}");
+    }
+    // Mallory cannot move Alice's money, and learns nothing about it.
+    let steal = json!({"from_account_id": account, "to_account_id": theirs, "amount_micros": 1});
+    assert_eq!(s.transfer(&mallory, "steal-1", steal).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.posted(&alice, &account).await, 10_000_000);
+    // Statement and point-in-time balance.
+    let before = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let pay = json!({"from_account_id": account, "to_account_id": theirs, "amount_micros": 2_500_000});
+    assert_eq!(s.transfer(&alice, "pay-1", pay).await.status, StatusCode::CREATED);
+    let statement = s.get(&format!("/v1/accounts/{account}/statement"), &alice).await;
+    let lines = statement.body["items"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        (lines[0]["amount_micros"].as_i64(), lines[0]["balance_after_micros"].as_i64()),
+        (Some(-2_500_000), Some(7_500_000))
+    );
+    assert_eq!(lines[0]["counterparty_account_id"].as_str(), Some(theirs.as_str()));
+    let at = before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let then = s.get(&format!("/v1/accounts/{account}/balance?at={}", at.replace('+', "%2B")), &alice).await;
+    assert_eq!((then.status, then.body["posted_micros"].as_i64()), (StatusCode::OK, Some(10_000_000)), "{}", then.body);
+    // Pagination: limit out of range, then pages of one.
+    assert_eq!(
+        s.get(&format!("/v1/accounts/{account}/statement?limit=0"), &alice).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let first = s.get(&format!("/v1/accounts/{account}/statement?limit=1"), &alice).await;
+    let cursor = first.body["next_cursor"].as_str().expect("a second page").to_owned();
+    let second = s.get(&format!("/v1/accounts/{account}/statement?limit=1&cursor={cursor}"), &alice).await;
+    assert_eq!(second.body["items"][0]["amount_micros"].as_i64(), Some(10_000_000));
+    assert!(second.body["next_cursor"].is_null());
+}
+
+async fn deposit_webhook_credits_each_event_once(s: &Server) {
+    let token = s.register("dave").await;
+    let account = s.open_account(&token, "USD").await;
+    let event = json!({"event_id": "evt-1", "account_id": account, "amount_micros": 5_000_000, "currency": "USD", "occurred_at": "2026-11-22T10:00:00Z"});
+    let first = s.webhook(&event, None).await;
+    assert_eq!((first.status, first.body["status"].as_str()), (StatusCode::OK, Some("credited")), "{}", first.body);
+    let again = s.webhook(&event, None).await;
+    assert_eq!((again.status, &again.body), (StatusCode::OK, &first.body));
+    assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(s.posted(&token, &account).await, 5_000_000, "credited once");
+    // Bad and stale signatures are refused and change nothing.
+    let raw = serde_json::to_vec(&event).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let other = json!({"event_id": "evt-2", "account_id": account, "amount_micros": 1_000_000, "currency": "USD", "occurred_at": "2026-11-22T10:00:00Z"});
+    for signature in [
+        sign(b"not the secret", now, &serde_json::to_vec(&other).unwrap()),
+        sign(WEBHOOK_SECRET.as_bytes(), now - 301, &serde_json::to_vec(&other).unwrap()),
+        sign(WEBHOOK_SECRET.as_bytes(), now, &raw),
+        "t=1,v1=zz".to_owned(),
+    ] {
+        let reply = s.webhook(&other, Some(signature)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    }
+    let wrong_currency = json!({"event_id": "evt-3", "account_id": account, "amount_micros": 1_000_000, "currency": "EUR", "occurred_at": "2026-11-22T10:00:00Z"});
+    assert_eq!(s.webhook(&wrong_currency, None).await.status, StatusCode::BAD_REQUEST);
+    let sub_cent = json!({"event_id": "evt-4", "account_id": account, "amount_micros": 1_000_001, "currency": "USD", "occurred_at": "2026-11-22T10:00:00Z"});
+    assert_eq!(s.webhook(&sub_cent, None).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s.posted(&token, &account).await, 5_000_000);
+}
+
+async fn transfers_move_money_once_per_key(s: &Server) {
+    let token = s.register("erin").await;
+    let from = s.open_account(&token, "USD").await;
+    let to = s.open_account(&token, "USD").await;
+    let euros = s.open_account(&token, "EUR").await;
+    s.fund(&from, 100_000_000).await;
+    let body =
+        json!({"from_account_id": from, "to_account_id": to, "amount_micros": 40_000_000, "description": "rent"});
+    let first = s.transfer(&token, "t-1", body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let postings = first.body["postings"].as_array().unwrap();
+    assert_eq!(postings.iter().map(|p| p["amount_micros"].as_i64().unwrap()).sum::<i64>(), 0);
+    let replay = s.transfer(&token, "t-1", body.clone()).await;
+    assert_eq!((replay.status, &replay.body), (StatusCode::CREATED, &first.body));
+    assert_eq!(replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let different = json!({"from_account_id": from, "to_account_id": to, "amount_micros": 1});
+    assert_eq!(s.transfer(&token, "t-1", different).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!((s.posted(&token, &from).await, s.posted(&token, &to).await), (60_000_000, 40_000_000));
+    // Insufficient funds: 422 with its problem type, replayed as such.
+    let too_much = json!({"from_account_id": from, "to_account_id": to, "amount_micros": 60_000_001});
+    let refused = s.transfer(&token, "t-2", too_much.clone()).await;
+    assert_eq!(
+        (refused.status, refused.body["type"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/problems/insufficient-funds"))
+    );
+    assert_eq!(s.transfer(&token, "t-2", too_much).await.body, refused.body);
+    let cross = json!({"from_account_id": from, "to_account_id": euros, "amount_micros": 1});
+    let reply = s.transfer(&token, "t-3", cross).await;
+    assert_eq!(
+        (reply.status, reply.body["type"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/problems/currency-mismatch"))
+    );
+    // The key is required, and must be printable.
+    let plain = json!({"from_account_id": from, "to_account_id": to, "amount_micros": 1});
+    assert_eq!(
+        s.call(Method::POST, "/v1/transfers/internal", Some(&token), None, Some(plain.clone())).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(s.transfer(&token, &"k".repeat(256), plain).await.status, StatusCode::BAD_REQUEST);
+    // The transaction can be read back by its party, not by others.
+    let id = first.body["id"].as_str().unwrap();
+    assert_eq!(s.get(&format!("/v1/transactions/{id}"), &token).await.body, first.body);
+    let stranger = s.register("frank").await;
+    assert_eq!(s.get(&format!("/v1/transactions/{id}"), &stranger).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn concurrent_requests_with_one_key_move_money_once(s: &Server) {
+    let token = s.register("gina").await;
+    let from = s.open_account(&token, "USD").await;
+    let to = s.open_account(&token, "USD").await;
+    s.fund(&from, 100_000_000).await;
+    let body = json!({"from_account_id": from, "to_account_id": to, "amount_micros": 1_000_000});
+    let calls = (0..50).map(|_| s.transfer(&token, "same-key", body.clone()));
+    let replies = join_all(calls).await;
+    let first = &replies[0];
+    for reply in &replies {
+        assert_eq!((reply.status, &reply.body), (StatusCode::CREATED, &first.body));
+    }
+    assert_eq!(s.posted(&token, &to).await, 1_000_000, "money moved exactly once");
+}
+
+async fn errors_are_problem_documents(s: &Server) {
+    let token = s.register("hank").await;
+    assert_eq!(s.get("/v1/nowhere", &token).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.call(Method::DELETE, "/v1/accounts", Some(&token), None, None).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(s.get("/v1/accounts/not-a-uuid", &token).await.status, StatusCode::BAD_REQUEST);
+    let unknown_field = s.post("/v1/accounts", &token, json!({"currency": "USD", "colour": "blue"})).await;
+    assert_eq!(unknown_field.status, StatusCode::BAD_REQUEST);
+    let bad_currency = s.post("/v1/accounts", &token, json!({"currency": "usd"})).await;
+    assert_eq!(
+        (bad_currency.status, bad_currency.body["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("currency"))
+    );
+    let huge = json!({"currency": "USD", "name": "x".repeat(20 * 1024)});
+    assert_eq!(s.post("/v1/accounts", &token, huge).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let malformed = s
+        .client
+        .post(format!("{}/v1/accounts", s.running.url()))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    // A request id sent by the client is echoed.
+    let echoed = s
+        .client
+        .get(format!("{}/health/live", s.running.url()))
+        .header("X-Request-ID", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
+}
+
+async fn service_endpoints_answer(s: &Server) {
+    let get = |path: &'static str| s.client.get(format!("{}{path}", s.running.url())).send();
+    assert_eq!(get("/health/live").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/health/ready").await.unwrap().status(), StatusCode::OK);
+    let spec: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    assert_eq!(spec["info"]["title"], "Ledger API");
+    assert!(spec["paths"]["/v1/transfers/internal"]["post"]["operationId"].is_string());
+    assert_eq!(get("/openapi.yaml").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/docs/").await.unwrap().status(), StatusCode::OK);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ledger_http_requests_total"), "{metrics}");
+}

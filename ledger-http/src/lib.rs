@@ -34,13 +34,16 @@ pub use config::Config;
 pub use state::{AppState, StartError};
 
 use api::accounts::AccountsApi;
+use api::fx::FxApi;
+use api::holds::HoldsApi;
 use api::money::MoneyApi;
+use api::payouts::PayoutsApi;
 use api::service::ServiceApi;
 use api::users::UsersApi;
 use api::webhooks::WebhooksApi;
 
 /// Every API group, as one OpenAPI service.
-pub type Apis = (ServiceApi, UsersApi, AccountsApi, MoneyApi, WebhooksApi);
+pub type Apis = (ServiceApi, UsersApi, AccountsApi, MoneyApi, FxApi, HoldsApi, PayoutsApi, WebhooksApi);
 
 /// The OpenAPI service over `state`.
 pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
@@ -49,6 +52,9 @@ pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
         UsersApi { state: state.clone() },
         AccountsApi { state: state.clone() },
         MoneyApi { state: state.clone() },
+        FxApi { state: state.clone() },
+        HoldsApi { state: state.clone() },
+        PayoutsApi { state: state.clone() },
         WebhooksApi { state: state.clone() },
     );
     OpenApiService::new(apis, "Ledger API", env!("CARGO_PKG_VERSION")).description(

@@ -197,6 +197,10 @@ on_both_backends!(
     concurrent_requests_with_one_key_move_money_once,
     errors_are_problem_documents,
     service_endpoints_answer,
+    exchanges_use_quotes_and_round_toward_the_house,
+    holds_reserve_then_capture_or_void,
+    admins_reverse_a_transaction_once,
+    payouts_hold_funds_at_once_and_cancel_releases_them,
 );
 
 async fn users_register_and_log_in(s: &Server) {
@@ -499,4 +503,227 @@ async fn service_endpoints_answer(s: &Server) {
     assert_eq!(get("/docs/").await.unwrap().status(), StatusCode::OK);
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(metrics.contains("ledger_http_requests_total"), "{metrics}");
+}
+
+async fn exchanges_use_quotes_and_round_toward_the_house(s: &Server) {
+    let token = s.register("ivy").await;
+    let usd = s.open_account(&token, "USD").await;
+    let eur = s.open_account(&token, "EUR").await;
+    s.fund(&usd, 100_000_000).await;
+    let root = s.login("root", "root-password-long-enough").await;
+    let set = s
+        .call(
+            Method::PUT,
+            "/v1/admin/fx/rates/USD/EUR",
+            Some(&root),
+            None,
+            Some(json!({"rate": "0.92", "spread_bps": 25})),
+        )
+        .await;
+    assert_eq!((set.status, set.body["effective_rate"].as_str()), (StatusCode::OK, Some("0.9177")), "{}", set.body);
+    let forbidden =
+        s.call(Method::PUT, "/v1/admin/fx/rates/USD/EUR", Some(&token), None, Some(json!({"rate": "9"}))).await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get("/v1/fx/rates", &token).await.body["items"][0]["rate"].as_str(), Some("0.92"));
+    let quote = s
+        .post(
+            "/v1/fx/quotes",
+            &token,
+            json!({"from_currency": "USD", "to_currency": "EUR", "amount_micros": 10_000_000}),
+        )
+        .await;
+    assert_eq!(quote.status, StatusCode::CREATED, "{}", quote.body);
+    // 10.00 USD at 0.9177 is 9.177 EUR: the customer gets 9.17, the house keeps the rest.
+    assert_eq!(quote.body["to_amount_micros"].as_i64(), Some(9_170_000));
+    let quote_id = quote.body["quote_id"].as_str().unwrap();
+    let body = json!({"from_account_id": usd, "to_account_id": eur, "amount_micros": 10_000_000, "quote_id": quote_id});
+    let exchange = s.call(Method::POST, "/v1/transfers/exchange", Some(&token), Some("fx-1"), Some(body)).await;
+    assert_eq!(exchange.status, StatusCode::CREATED, "{}", exchange.body);
+    assert_eq!(exchange.body["postings"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        (exchange.body["fx"]["rate"].as_str(), exchange.body["fx"]["to_amount_micros"].as_i64()),
+        (Some("0.9177"), Some(9_170_000))
+    );
+    assert_eq!((s.posted(&token, &usd).await, s.posted(&token, &eur).await), (90_000_000, 9_170_000));
+    // A quote for another amount does not match: 409, and nothing moves.
+    let mismatched =
+        json!({"from_account_id": usd, "to_account_id": eur, "amount_micros": 5_000_000, "quote_id": quote_id});
+    let reply = s.call(Method::POST, "/v1/transfers/exchange", Some(&token), Some("fx-2"), Some(mismatched)).await;
+    assert_eq!((reply.status, reply.body["type"].as_str()), (StatusCode::CONFLICT, Some("/problems/quote-mismatch")));
+    // Without a quote, the current rate applies.
+    let spot = json!({"from_account_id": usd, "to_account_id": eur, "amount_micros": 1_000_000});
+    let reply = s.call(Method::POST, "/v1/transfers/exchange", Some(&token), Some("fx-3"), Some(spot)).await;
+    assert_eq!((reply.status, reply.body["fx"]["to_amount_micros"].as_i64()), (StatusCode::CREATED, Some(910_000)));
+    assert_eq!(s.posted(&token, &usd).await, 89_000_000);
+}
+
+async fn holds_reserve_then_capture_or_void(s: &Server) {
+    let token = s.register("jack").await;
+    let from = s.open_account(&token, "USD").await;
+    let to = s.open_account(&token, "USD").await;
+    s.fund(&from, 50_000_000).await;
+    let hold = s
+        .call(
+            Method::POST,
+            "/v1/holds",
+            Some(&token),
+            Some("h-1"),
+            Some(json!({"account_id": from, "to_account_id": to, "amount_micros": 20_000_000})),
+        )
+        .await;
+    assert_eq!((hold.status, hold.body["status"].as_str()), (StatusCode::CREATED, Some("PENDING")), "{}", hold.body);
+    let balance = s.get(&format!("/v1/accounts/{from}/balance"), &token).await;
+    assert_eq!(
+        (balance.body["posted_micros"].as_i64(), balance.body["available_micros"].as_i64()),
+        (Some(50_000_000), Some(30_000_000))
+    );
+    let id = hold.body["id"].as_str().unwrap();
+    let capture = s
+        .call(
+            Method::POST,
+            &format!("/v1/holds/{id}/capture"),
+            Some(&token),
+            Some("c-1"),
+            Some(json!({"amount_micros": 15_000_000})),
+        )
+        .await;
+    assert_eq!(capture.status, StatusCode::CREATED, "{}", capture.body);
+    let balance = s.get(&format!("/v1/accounts/{from}/balance"), &token).await;
+    assert_eq!(
+        (balance.body["posted_micros"].as_i64(), balance.body["available_micros"].as_i64()),
+        (Some(35_000_000), Some(35_000_000))
+    );
+    let again = s.call(Method::POST, &format!("/v1/holds/{id}/void"), Some(&token), Some("v-1"), None).await;
+    assert_eq!(
+        (again.status, again.body["type"].as_str()),
+        (StatusCode::CONFLICT, Some("/problems/illegal-hold-transition"))
+    );
+    let second = s
+        .call(
+            Method::POST,
+            "/v1/holds",
+            Some(&token),
+            Some("h-2"),
+            Some(
+                json!({"account_id": from, "to_account_id": to, "amount_micros": 5_000_000, "expires_in_seconds": 600}),
+            ),
+        )
+        .await;
+    let id = second.body["id"].as_str().unwrap();
+    let void = s.call(Method::POST, &format!("/v1/holds/{id}/void"), Some(&token), Some("v-2"), None).await;
+    assert_eq!((void.status, void.body["status"].as_str()), (StatusCode::OK, Some("VOIDED")), "{}", void.body);
+    assert_eq!(
+        s.get(&format!("/v1/accounts/{from}/balance"), &token).await.body["available_micros"].as_i64(),
+        Some(35_000_000)
+    );
+    let stranger = s.register("kate").await;
+    assert_eq!(s.get(&format!("/v1/holds/{id}"), &stranger).await.status, StatusCode::NOT_FOUND);
+    let too_much = json!({"account_id": from, "to_account_id": to, "amount_micros": 35_000_001});
+    assert_eq!(
+        s.call(Method::POST, "/v1/holds", Some(&token), Some("h-3"), Some(too_much)).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+async fn admins_reverse_a_transaction_once(s: &Server) {
+    let token = s.register("liam").await;
+    let from = s.open_account(&token, "USD").await;
+    let to = s.open_account(&token, "USD").await;
+    s.fund(&from, 10_000_000).await;
+    let transfer = s
+        .transfer(&token, "r-1", json!({"from_account_id": from, "to_account_id": to, "amount_micros": 4_000_000}))
+        .await;
+    let id = transfer.body["id"].as_str().unwrap();
+    let path = format!("/v1/admin/transactions/{id}/reverse");
+    assert_eq!(
+        s.call(Method::POST, &path, Some(&token), Some("rev-0"), Some(json!({"reason": "oops"}))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let root = s.login("root", "root-password-long-enough").await;
+    let reversal = s.call(Method::POST, &path, Some(&root), Some("rev-1"), Some(json!({"reason": "sent twice"}))).await;
+    assert_eq!(
+        (reversal.status, reversal.body["reverses_id"].as_str()),
+        (StatusCode::CREATED, Some(id)),
+        "{}",
+        reversal.body
+    );
+    assert_eq!((s.posted(&token, &from).await, s.posted(&token, &to).await), (10_000_000, 0));
+    let twice = s.call(Method::POST, &path, Some(&root), Some("rev-2"), Some(json!({"reason": "again"}))).await;
+    assert_eq!((twice.status, twice.body["type"].as_str()), (StatusCode::CONFLICT, Some("/problems/already-reversed")));
+}
+
+async fn payouts_hold_funds_at_once_and_cancel_releases_them(s: &Server) {
+    let token = s.register("mia").await;
+    let account = s.open_account(&token, "USD").await;
+    s.fund(&account, 100_000_000).await;
+    let request = json!({"account_id": account, "amount_micros": 30_000_000, "currency": "USD",
+                         "destination": {"iban": "DE89 3704 0044 0532 0130 00", "name": "Mia"}, "reference": "inv-1"});
+    let payout = s.call(Method::POST, "/v1/payouts", Some(&token), Some("p-1"), Some(request.clone())).await;
+    assert_eq!(
+        (payout.status, payout.body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("PENDING")),
+        "{}",
+        payout.body
+    );
+    let balance = s.get(&format!("/v1/accounts/{account}/balance"), &token).await;
+    assert_eq!(balance.body["available_micros"].as_i64(), Some(70_000_000), "held at once");
+    let duplicate = s.call(Method::POST, "/v1/payouts", Some(&token), Some("p-2"), Some(request)).await;
+    assert_eq!(
+        (duplicate.status, duplicate.body["type"].as_str()),
+        (StatusCode::CONFLICT, Some("/problems/duplicate-reference"))
+    );
+    let id = payout.body["payout_id"].as_str().unwrap();
+    let listed = s.get("/v1/payouts?status=PENDING", &token).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    let stranger = s.register("noah").await;
+    assert_eq!(s.get(&format!("/v1/payouts/{id}"), &stranger).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.call(Method::POST, &format!("/v1/payouts/{id}/cancel"), Some(&stranger), Some("x-1"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Only an admin resolves, and only from manual review.
+    let root = s.login("root", "root-password-long-enough").await;
+    let resolve = s
+        .call(
+            Method::POST,
+            &format!("/v1/payouts/{id}/resolve"),
+            Some(&root),
+            Some("res-1"),
+            Some(json!({"resolution": "complete", "note": "bank confirmed"})),
+        )
+        .await;
+    assert_eq!(
+        (resolve.status, resolve.body["type"].as_str()),
+        (StatusCode::CONFLICT, Some("/problems/illegal-payout-transition"))
+    );
+    assert_eq!(s.get("/v1/payouts/manual-review", &root).await.status, StatusCode::OK);
+    assert_eq!(s.get("/v1/payouts/manual-review", &token).await.status, StatusCode::FORBIDDEN);
+    let cancel = s.call(Method::POST, &format!("/v1/payouts/{id}/cancel"), Some(&token), Some("c-1"), None).await;
+    assert_eq!((cancel.status, cancel.body["status"].as_str()), (StatusCode::OK, Some("CANCELLED")), "{}", cancel.body);
+    assert_eq!(
+        s.get(&format!("/v1/accounts/{account}/balance"), &token).await.body["available_micros"].as_i64(),
+        Some(100_000_000)
+    );
+    let again = s.call(Method::POST, &format!("/v1/payouts/{id}/cancel"), Some(&token), Some("c-2"), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let bad = json!({"account_id": account, "amount_micros": 1_000_001, "currency": "USD", "destination": {"iban": "DE89370400440532013000", "name": "Mia"}});
+    assert_eq!(
+        s.call(Method::POST, "/v1/payouts", Some(&token), Some("p-3"), Some(bad)).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let deposit = s
+        .call(
+            Method::POST,
+            "/v1/deposits",
+            Some(&token),
+            Some("d-1"),
+            Some(json!({"account_id": account, "amount_micros": 5_000_000, "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(
+        (deposit.status, deposit.body["direction"].as_str()),
+        (StatusCode::ACCEPTED, Some("deposit")),
+        "{}",
+        deposit.body
+    );
 }

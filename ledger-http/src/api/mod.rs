@@ -4,7 +4,10 @@
 
 pub mod accounts;
 pub mod dto;
+pub mod fx;
+pub mod holds;
 pub mod money;
+pub mod payouts;
 pub mod service;
 pub mod users;
 pub mod webhooks;

@@ -227,16 +227,15 @@ impl PayoutsApi {
     ) -> ApiResult<Idempotent<PayoutAccepted>> {
         let caller = auth.0;
         let build = async || {
-            self.accept(
-                &caller,
-                PayoutDirection::Inbound,
-                body.account_id,
-                body.amount_micros,
-                &body.currency,
-                None,
-                None,
-            )
-            .await
+            let request = Accept {
+                direction: PayoutDirection::Inbound,
+                account: body.account_id,
+                amount_micros: body.amount_micros,
+                currency: &body.currency,
+                bank_account: None,
+                reference: None,
+            };
+            self.accept(&caller, request).await
         };
         Ok(idempotency::run(&self.state, caller.user, &key.0, &body.0, build, render_payout(202)).await?)
     }

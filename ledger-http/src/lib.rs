@@ -17,6 +17,7 @@ pub mod context;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod rate_limit;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -76,6 +77,7 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
         .nest("/", api)
         .with(CatchPanic::new())
         .with(AddData::new(state.clone()))
+        .with(rate_limit::RateLimit::new(state.clone()))
         .with(context::Framing::new(state.metrics.clone(), state.config.body_limit_bytes))
 }
 
@@ -106,6 +108,47 @@ impl Running {
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Background chores of the process: forgetting idle rate-limit keys, and releasing holds whose
+/// expiry has passed (safe with several processes: expiring is a state transition, and a hold
+/// another process expired first is simply skipped).
+fn spawn_housekeeping(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut rounds: u64 = 0;
+        loop {
+            tick.tick().await;
+            rounds += 1;
+            if rounds.is_multiple_of(12) {
+                state.limits.forget_idle();
+            }
+            expire_holds(&state).await;
+        }
+    });
+}
+
+async fn expire_holds(state: &AppState) {
+    let now = state.ledger.now();
+    let due = match state.store.expired_holds(now, 500).await {
+        Ok(due) => due,
+        Err(error) => {
+            tracing::warn!(%error, "listing expired holds failed");
+            return;
+        }
+    };
+    if due.is_empty() {
+        return;
+    }
+    let batch: Vec<_> =
+        due.iter().map(|id| ledger_core::ports::Submission::from(ledger_core::Command::ExpireHold(*id))).collect();
+    match state.store.execute(&batch, now).await {
+        Ok(outcomes) => {
+            let expired = outcomes.iter().filter(|o| o.is_ok()).count();
+            tracing::info!(expired, "holds expired");
+        }
+        Err(error) => tracing::warn!(%error, "expiring holds failed"),
+    }
+}
+
 /// Builds the state and serves on `config.listen` (port 0 picks a free port).
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let listen = config.listen.clone();
@@ -120,6 +163,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .and_then(|a| a.as_socket_addr().copied())
         .ok_or_else(|| StartError::Other("listener has no address".into()))?;
     let (stop, stopped) = oneshot::channel::<()>();
+    spawn_housekeeping(state.clone());
     let endpoint = app(state.clone());
     let task = tokio::spawn(async move {
         Server::new_with_acceptor(acceptor)

@@ -39,6 +39,8 @@ pub struct AppState {
     pub storage: Storage,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Rate limiters.
+    pub limits: crate::rate_limit::Limits,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,7 +83,8 @@ impl AppState {
         let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7);
         let ledger = Ledger::new(store.clone(), clock.clone(), ids);
         let auth = Auth::new(&secret, &config.jwt_issuer, &config.jwt_audience, config.token_ttl());
-        let state = AppState { config, store, ledger, auth, metrics: Arc::default(), storage, clock };
+        let limits = crate::rate_limit::Limits::new(&config);
+        let state = AppState { config, store, ledger, auth, metrics: Arc::default(), storage, clock, limits };
         state.open_house_accounts().await?;
         state.ensure_admin().await?;
         Ok(Arc::new(state))

@@ -26,6 +26,10 @@ enum Backend {
 }
 
 async fn server(backend: Backend) -> Server {
+    server_with(backend, |_| {}).await
+}
+
+async fn server_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Server {
     let database = match backend {
         Backend::Memory => None,
         Backend::Postgres => Some(fresh_database().await.expect("a test database")),
@@ -39,6 +43,10 @@ async fn server(backend: Backend) -> Server {
     config.admin_username = Some("root".into());
     config.admin_password = Some("root-password-long-enough".into());
     config.body_limit_bytes = 16 * 1024;
+    config.rate_login_per_minute = 1_000;
+    config.rate_reads_per_second = 1_000;
+    config.rate_writes_per_second = 1_000;
+    adjust(&mut config);
     let running = ledger_http::start(config).await.expect("the service starts");
     Server { running, client: Client::new(), database }
 }
@@ -726,4 +734,68 @@ async fn payouts_hold_funds_at_once_and_cancel_releases_them(s: &Server) {
         "{}",
         deposit.body
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let s = server_with(Backend::Memory, |config| {
+        config.rate_login_per_minute = 3;
+        config.rate_reads_per_second = 5;
+    })
+    .await;
+    let token = s.register("olga").await; // one login used
+    for _ in 0..2 {
+        let ok = s
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                None,
+                Some(json!({"username": "olga", "password": "a long enough password"})),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::OK);
+        assert_eq!(ok.headers.get("x-ratelimit-limit").and_then(|v| v.to_str().ok()), Some("3"));
+    }
+    let limited = s
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            None,
+            Some(json!({"username": "olga", "password": "a long enough password"})),
+        )
+        .await;
+    assert_eq!(
+        (limited.status, limited.body["type"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("/problems/rate-limited"))
+    );
+    let retry_after: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(limited.headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()), Some("0"));
+    // Reads are limited per user: the sixth quick read in a second is refused.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(s.get("/v1/users/me", &token).await.status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+    // Another user has their own budget.
+    let other = {
+        let body = json!({"username": "pete", "email": "pete@example.com", "password": "a long enough password"});
+        assert_eq!(s.call(Method::POST, "/v1/users", None, None, Some(body)).await.status, StatusCode::CREATED);
+        let root_token = {
+            // The login budget is spent for this address; a token can be minted the way the service does.
+            let me = s.running.state.store.user_by_username("pete").await.unwrap().unwrap();
+            s.running
+                .state
+                .auth
+                .issue(me.id, me.role, ledger_core::Timestamp::from_unix_secs(chrono::Utc::now().timestamp()))
+                .unwrap()
+                .0
+        };
+        root_token
+    };
+    assert_eq!(s.get("/v1/users/me", &other).await.status, StatusCode::OK);
+    s.stop().await;
 }

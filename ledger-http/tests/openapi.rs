@@ -40,7 +40,10 @@ async fn every_operation_is_documented() {
             assert!(operation["summary"].is_string(), "{at} has no summary");
             let responses = operation["responses"].as_object().unwrap();
             if path.starts_with("/v1/") {
-                assert!(responses.contains_key("400") && responses.contains_key("500"), "{at} lacks its error responses");
+                assert!(
+                    responses.contains_key("400") && responses.contains_key("500"),
+                    "{at} lacks its error responses"
+                );
                 let problem = &responses["400"]["content"]["application/problem+json"];
                 assert!(problem.is_object(), "{at}: errors are problem+json");
             }

@@ -781,21 +781,12 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
     // Another user has their own budget.
-    let other = {
-        let body = json!({"username": "pete", "email": "pete@example.com", "password": "a long enough password"});
-        assert_eq!(s.call(Method::POST, "/v1/users", None, None, Some(body)).await.status, StatusCode::CREATED);
-        let root_token = {
-            // The login budget is spent for this address; a token can be minted the way the service does.
-            let me = s.running.state.store.user_by_username("pete").await.unwrap().unwrap();
-            s.running
-                .state
-                .auth
-                .issue(me.id, me.role, ledger_core::Timestamp::from_unix_secs(chrono::Utc::now().timestamp()))
-                .unwrap()
-                .0
-        };
-        root_token
-    };
+    let body = json!({"username": "pete", "email": "pete@example.com", "password": "a long enough password"});
+    assert_eq!(s.call(Method::POST, "/v1/users", None, None, Some(body)).await.status, StatusCode::CREATED);
+    // The login budget of this address is spent; mint Pete's token the way the service does.
+    let pete = s.running.state.store.user_by_username("pete").await.unwrap().unwrap();
+    let now = ledger_core::Timestamp::from_unix_secs(chrono::Utc::now().timestamp());
+    let other = s.running.state.auth.issue(pete.id, pete.role, now).unwrap().0;
     assert_eq!(s.get("/v1/users/me", &other).await.status, StatusCode::OK);
     s.stop().await;
 }

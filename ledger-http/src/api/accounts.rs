@@ -100,7 +100,7 @@ impl AccountsApi {
         let now = self.state.ledger.now();
         let items =
             found.items.iter().filter(|a| a.kind == AccountKind::Customer || admin).map(|a| AccountDto::new(a, now));
-        Ok(Json(AccountPage { items: items.collect(), next_cursor: found.next_cursor }))
+        Ok(Json(AccountPage { items: items.collect(), next_cursor: found.next_cursor.into() }))
     }
 
     /// One account with its balances.
@@ -147,7 +147,7 @@ impl AccountsApi {
         let lines = self.state.store.statement(account.id, range, &page).await.map_err(ApiError::from)?;
         Ok(Json(StatementPage {
             items: lines.items.into_iter().map(StatementLineDto::from).collect(),
-            next_cursor: lines.next_cursor,
+            next_cursor: lines.next_cursor.into(),
         }))
     }
 }

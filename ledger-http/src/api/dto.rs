@@ -140,7 +140,7 @@ pub struct AccountPage {
     /// The accounts.
     pub items: Vec<AccountDto>,
     /// Pass as `cursor` for the next page; null on the last one.
-    pub next_cursor: Option<String>,
+    pub next_cursor: NextCursor,
 }
 
 /// One leg of a transaction.
@@ -270,7 +270,7 @@ pub struct StatementPage {
     /// The lines.
     pub items: Vec<StatementLineDto>,
     /// Pass as `cursor` for the next page; null on the last one.
-    pub next_cursor: Option<String>,
+    pub next_cursor: NextCursor,
 }
 
 /// One step of a payout's history.
@@ -345,6 +345,57 @@ impl From<&Payout> for PayoutDto {
             history: payout.history.iter().map(StatusChangeDto::from).collect(),
             created_at: time(payout.created_at),
             updated_at: time(payout.updated_at),
+        }
+    }
+}
+
+/// The cursor of the next page, or JSON `null` on the last one (documented as a nullable
+/// string, which `Option<String>` alone does not say in OpenAPI 3.0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NextCursor(pub Option<String>);
+
+impl From<Option<String>> for NextCursor {
+    fn from(cursor: Option<String>) -> NextCursor {
+        NextCursor(cursor)
+    }
+}
+
+impl poem_openapi::types::Type for NextCursor {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "nullable_string".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        let schema =
+            poem_openapi::registry::MetaSchema { nullable: true, ..poem_openapi::registry::MetaSchema::new("string") };
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        self.0.as_ref()
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(self.0.iter())
+    }
+}
+
+impl poem_openapi::types::ToJSON for NextCursor {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(self.0.clone().map_or(serde_json::Value::Null, serde_json::Value::String))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for NextCursor {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<NextCursor> {
+        match value.unwrap_or_default() {
+            serde_json::Value::Null => Ok(NextCursor(None)),
+            serde_json::Value::String(cursor) => Ok(NextCursor(Some(cursor))),
+            other => Err(poem_openapi::types::ParseError::expected_type(other)),
         }
     }
 }

@@ -15,7 +15,7 @@ use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::dto::{self, PayoutDto};
+use super::dto::{self, NextCursor, PayoutDto};
 use super::{Tag, page};
 use crate::auth::{BearerAuth, Caller};
 use crate::error::{ApiError, ApiResult};
@@ -82,7 +82,7 @@ pub struct PayoutPage {
     /// The payouts.
     pub items: Vec<PayoutDto>,
     /// Pass as `cursor` for the next page; null on the last one.
-    pub next_cursor: Option<String>,
+    pub next_cursor: NextCursor,
 }
 
 /// Accepted.
@@ -253,7 +253,7 @@ impl PayoutsApi {
         let found = self.state.store.payouts(&filter, &page(limit.0, cursor.0)?).await.map_err(ApiError::from)?;
         Ok(Json(PayoutPage {
             items: found.items.iter().map(PayoutDto::from).collect(),
-            next_cursor: found.next_cursor,
+            next_cursor: found.next_cursor.into(),
         }))
     }
 
@@ -283,7 +283,7 @@ impl PayoutsApi {
         let found = self.state.store.payouts(&filter, &page(limit.0, cursor.0)?).await.map_err(ApiError::from)?;
         Ok(Json(PayoutPage {
             items: found.items.iter().map(PayoutDto::from).collect(),
-            next_cursor: found.next_cursor,
+            next_cursor: found.next_cursor.into(),
         }))
     }
 

@@ -176,6 +176,9 @@ fn responder(
 }
 
 fn record_money_moved(state: &AppState, changes: &ChangeSet) {
+    if let Some(payout) = &changes.payout {
+        state.metrics.add("ledger_payouts_total", payout.status.as_str(), 1);
+    }
     if let Some(entry) = &changes.entry {
         for posting in entry.postings().iter().filter(|p| p.amount.is_positive()) {
             let moved = u128::try_from(posting.amount.get()).unwrap_or(0);

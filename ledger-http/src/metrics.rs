@@ -80,7 +80,11 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {name} counter");
                 last = name;
             }
-            let key = if name.contains("money") { "currency" } else { "kind" };
+            let key = match *name {
+                "ledger_money_moved_micros_total" => "currency",
+                "ledger_payouts_total" => "status",
+                _ => "kind",
+            };
             let _ = writeln!(out, "{name}{{{key}=\"{label}\"}} {value}");
         }
         out

@@ -790,3 +790,27 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(s.get("/v1/users/me", &other).await.status, StatusCode::OK);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_quote_is_refused_with_409() {
+    let s = server_with(Backend::Memory, |config| config.quote_ttl_secs = 0).await;
+    let token = s.register("quinn").await;
+    let usd = s.open_account(&token, "USD").await;
+    let eur = s.open_account(&token, "EUR").await;
+    s.fund(&usd, 10_000_000).await;
+    let root = s.login("root", "root-password-long-enough").await;
+    let set = s.call(Method::PUT, "/v1/admin/fx/rates/USD/EUR", Some(&root), None, Some(json!({"rate": "0.9"}))).await;
+    assert_eq!(set.status, StatusCode::OK);
+    let quote = s
+        .post(
+            "/v1/fx/quotes",
+            &token,
+            json!({"from_currency": "USD", "to_currency": "EUR", "amount_micros": 1_000_000}),
+        )
+        .await;
+    let body = json!({"from_account_id": usd, "to_account_id": eur, "amount_micros": 1_000_000, "quote_id": quote.body["quote_id"]});
+    let reply = s.call(Method::POST, "/v1/transfers/exchange", Some(&token), Some("fx-expired"), Some(body)).await;
+    assert_eq!((reply.status, reply.body["type"].as_str()), (StatusCode::CONFLICT, Some("/problems/quote-expired")));
+    assert_eq!(s.posted(&token, &usd).await, 10_000_000, "nothing moved");
+    s.stop().await;
+}

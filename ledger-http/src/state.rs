@@ -147,6 +147,13 @@ impl AppState {
         }
     }
 
+    /// The account, if the caller owns it: moving money out of an account needs ownership, even
+    /// for an admin. Anything else answers "not found".
+    pub async fn own_account(&self, caller: &Caller, id: AccountId) -> Result<ledger_core::Account, ApiError> {
+        let account = self.store.account(id).await?.ok_or(ApiError::NotFound("account"))?;
+        if account.owner == Some(caller.user) { Ok(account) } else { Err(ApiError::NotFound("account")) }
+    }
+
     /// True when the caller is an admin now.
     pub async fn is_admin(&self, caller: &Caller) -> Result<bool, ApiError> {
         if caller.role != Role::Admin {

@@ -111,10 +111,13 @@ impl Server {
         self.login(username, "a long enough password").await
     }
 
+    async fn login_attempt(&self, username: &str, password: &str) -> Reply {
+        let body = json!({"username": username, "password": password});
+        self.call(Method::POST, "/v1/auth/login", None, None, Some(body)).await
+    }
+
     async fn login(&self, username: &str, password: &str) -> String {
-        let reply = self
-            .call(Method::POST, "/v1/auth/login", None, None, Some(json!({"username": username, "password": password})))
-            .await;
+        let reply = self.login_attempt(username, password).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.body["token"].as_str().unwrap().to_owned()
     }
@@ -225,24 +228,8 @@ async fn users_register_and_log_in(s: &Server) {
     let reply = s.call(Method::POST, "/v1/users", None, None, Some(short)).await;
     assert_eq!((reply.status, reply.body["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("password")));
     // A wrong password and an unknown user get the same answer.
-    let wrong = s
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            None,
-            Some(json!({"username": "alice", "password": "not the password"})),
-        )
-        .await;
-    let unknown = s
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            None,
-            Some(json!({"username": "nobody", "password": "not the password"})),
-        )
-        .await;
+    let wrong = s.login_attempt("alice", "not the password").await;
+    let unknown = s.login_attempt("nobody", "not the password").await;
     assert_eq!((wrong.status, unknown.status), (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED));
     assert_eq!(wrong.body["detail"], unknown.body["detail"]);
     // Only an admin changes roles, and the configured admin exists.
@@ -745,27 +732,11 @@ async fn rate_limits_answer_429_with_retry_after() {
     .await;
     let token = s.register("olga").await; // one login used
     for _ in 0..2 {
-        let ok = s
-            .call(
-                Method::POST,
-                "/v1/auth/login",
-                None,
-                None,
-                Some(json!({"username": "olga", "password": "a long enough password"})),
-            )
-            .await;
+        let ok = s.login_attempt("olga", "a long enough password").await;
         assert_eq!(ok.status, StatusCode::OK);
         assert_eq!(ok.headers.get("x-ratelimit-limit").and_then(|v| v.to_str().ok()), Some("3"));
     }
-    let limited = s
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            None,
-            Some(json!({"username": "olga", "password": "a long enough password"})),
-        )
-        .await;
+    let limited = s.login_attempt("olga", "a long enough password").await;
     assert_eq!(
         (limited.status, limited.body["type"].as_str()),
         (StatusCode::TOO_MANY_REQUESTS, Some("/problems/rate-limited"))

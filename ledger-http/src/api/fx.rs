@@ -182,10 +182,7 @@ impl FxApi {
         let state = &self.state;
         let build = async || {
             let amount = dto::amount("amount_micros", body.amount_micros)?;
-            let from = state.visible_account(&caller, AccountId(body.from_account_id)).await?;
-            if from.owner != Some(caller.user) {
-                return Err(ApiError::NotFound("account"));
-            }
+            let from = state.own_account(&caller, AccountId(body.from_account_id)).await?;
             let to = state.store.account(AccountId(body.to_account_id)).await?.ok_or(ApiError::NotFound("account"))?;
             let pricing = match body.quote_id {
                 Some(id) => {

@@ -151,10 +151,7 @@ impl HoldsApi {
                 Some(d) => Some(state.ledger.now().saturating_add(d)),
                 None => None,
             };
-            let from = state.visible_account(&caller, AccountId(body.account_id)).await?;
-            if from.owner != Some(caller.user) {
-                return Err(ApiError::NotFound("account"));
-            }
+            let from = state.own_account(&caller, AccountId(body.account_id)).await?;
             let to = AccountId(body.to_account_id);
             Ok(Command::CreateHold(CreateHold { hold_id: state.new_id(), from: from.id, to, amount, expires_at }))
         };

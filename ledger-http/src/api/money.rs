@@ -85,10 +85,7 @@ impl MoneyApi {
             let amount = dto::amount("amount_micros", body.amount_micros)?;
             dto::text("description", &body.description, 500)?;
             let metadata = dto::metadata(&body.metadata)?;
-            let from = state.visible_account(&caller, AccountId(body.from_account_id)).await?;
-            if from.owner != Some(caller.user) {
-                return Err(ApiError::NotFound("account"));
-            }
+            let from = state.own_account(&caller, AccountId(body.from_account_id)).await?;
             Ok(Command::Transfer(Transfer {
                 entry_id: state.new_id(),
                 from: from.id,

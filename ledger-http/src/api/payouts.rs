@@ -128,10 +128,7 @@ impl PayoutsApi {
         if reference.as_deref() == Some("") {
             return Err(ApiError::field("reference", "must not be empty"));
         }
-        let account = self.state.visible_account(caller, AccountId(account)).await?;
-        if account.owner != Some(caller.user) {
-            return Err(ApiError::NotFound("account"));
-        }
+        let account = self.state.own_account(caller, AccountId(account)).await?;
         let house = |kind| self.state.ledger.system_account(kind, currency);
         Ok(Command::CreatePayout(CreatePayout {
             payout_id: self.state.new_id(),

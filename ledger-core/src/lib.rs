@@ -71,6 +71,7 @@ mod ids;
 mod ledger;
 mod memory;
 mod money;
+pub mod pipeline;
 pub mod ports;
 pub mod recon;
 mod rejection;

@@ -230,7 +230,7 @@ where
 
     /// One pass: claims due items (unless the breaker is open) and drives each one step.
     /// `random` supplies jitter: any uniformly drawn numbers.
-    pub async fn run_once(&self, random: &mut dyn FnMut() -> u64) -> Result<PassReport, StoreError> {
+    pub async fn run_once(&self, random: &mut (dyn FnMut() -> u64 + Send)) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         if !self.breaker.allows(self.clock.now()) {
             return Ok(report);

@@ -88,6 +88,32 @@ pub struct Config {
     #[arg(long, env = "LEDGER_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
 
+    /// Run the payout pipeline inside this process on PostgreSQL too (it always runs in memory
+    /// mode, where there is no other process to run it).
+    #[arg(long, env = "LEDGER_INPROCESS_WORKERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub inprocess_workers: bool,
+
+    /// In-process pipeline: how many items are driven at once (0 turns the in-process pipeline
+    /// off, even in memory mode).
+    #[arg(long, env = "LEDGER_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+
+    /// In-process pipeline: how long to wait between polls of an empty queue, in milliseconds.
+    #[arg(long, env = "LEDGER_WORKER_POLL_MS", default_value_t = 500)]
+    pub worker_poll_ms: u64,
+
+    /// Simulated bank: percent of calls that succeed.
+    #[arg(long, env = "LEDGER_SIM_SUCCESS_PERCENT", default_value_t = 90)]
+    pub sim_success_percent: u8,
+
+    /// Simulated bank: shortest latency, in milliseconds.
+    #[arg(long, env = "LEDGER_SIM_LATENCY_MIN_MS", default_value_t = 2_000)]
+    pub sim_latency_min_ms: u64,
+
+    /// Simulated bank: longest latency, in milliseconds.
+    #[arg(long, env = "LEDGER_SIM_LATENCY_MAX_MS", default_value_t = 10_000)]
+    pub sim_latency_max_ms: u64,
+
     /// Log format: `json` (default) or `text`.
     #[arg(long, env = "LEDGER_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

@@ -126,6 +126,62 @@ fn spawn_housekeeping(state: Arc<AppState>) {
     });
 }
 
+/// Runs the payout pipeline in this process against the simulated bank: always in memory mode,
+/// and on PostgreSQL when `LEDGER_INPROCESS_WORKERS=true` (otherwise the payout worker processes
+/// do it). Each of `worker_concurrency` tasks claims one item at a time.
+fn spawn_pipeline(state: &Arc<AppState>) {
+    let in_memory = matches!(state.storage, state::Storage::Memory);
+    if (!in_memory && !state.config.inprocess_workers) || state.config.worker_concurrency == 0 {
+        return;
+    }
+    let config = &state.config;
+    let bank = Arc::new(ledger_store_pg::system::SimulatedBank::new(ledger_store_pg::system::SimulatorConfig {
+        success_percent: config.sim_success_percent.min(100),
+        latency_min: Duration::from_millis(config.sim_latency_min_ms),
+        latency_max: Duration::from_millis(config.sim_latency_max_ms),
+    }));
+    let pipeline_config = ledger_core::pipeline::PipelineConfig { batch: 1, ..Default::default() };
+    let pipeline = Arc::new(ledger_core::pipeline::Pipeline::new(
+        state.store.clone(),
+        bank,
+        state.clock.clone(),
+        Arc::new(ledger_store_pg::system::UuidV7),
+        pipeline_config,
+    ));
+    tracing::info!(
+        workers = config.worker_concurrency,
+        "payout pipeline running in-process against the simulated bank"
+    );
+    for _ in 0..config.worker_concurrency {
+        let (pipeline, state) = (pipeline.clone(), state.clone());
+        tokio::spawn(async move {
+            let poll = Duration::from_millis(state.config.worker_poll_ms.max(1));
+            loop {
+                match pipeline.run_once(&mut ledger_store_pg::system::random_u64).await {
+                    Ok(report) => {
+                        for (status, count) in [
+                            ("COMPLETED", report.completed),
+                            ("FAILED", report.failed),
+                            ("MANUAL_REVIEW", report.manual_review),
+                        ] {
+                            if count > 0 {
+                                state.metrics.add("ledger_payouts_total", status, count as u128);
+                            }
+                        }
+                        if report.claimed == 0 {
+                            tokio::time::sleep(poll).await;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "payout pipeline pass failed");
+                        tokio::time::sleep(poll).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
 async fn expire_holds(state: &AppState) {
     let now = state.ledger.now();
     let due = match state.store.expired_holds(now, 500).await {
@@ -164,6 +220,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .ok_or_else(|| StartError::Other("listener has no address".into()))?;
     let (stop, stopped) = oneshot::channel::<()>();
     spawn_housekeeping(state.clone());
+    spawn_pipeline(&state);
     let endpoint = app(state.clone());
     let task = tokio::spawn(async move {
         Server::new_with_acceptor(acceptor)

@@ -46,6 +46,8 @@ async fn server_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Serv
     config.rate_login_per_minute = 1_000;
     config.rate_reads_per_second = 1_000;
     config.rate_writes_per_second = 1_000;
+    // Scenarios that expect payouts to stay PENDING run without the in-process pipeline.
+    config.worker_concurrency = 0;
     adjust(&mut config);
     let running = ledger_http::start(config).await.expect("the service starts");
     Server { running, client: Client::new(), database }
@@ -784,4 +786,57 @@ async fn an_expired_quote_is_refused_with_409() {
     assert_eq!((reply.status, reply.body["type"].as_str()), (StatusCode::CONFLICT, Some("/problems/quote-expired")));
     assert_eq!(s.posted(&token, &usd).await, 10_000_000, "nothing moved");
     s.stop().await;
+}
+
+async fn paid_out_end_to_end(backend: Backend) {
+    let s = server_with(backend, |config| {
+        config.inprocess_workers = true;
+        config.worker_concurrency = 2;
+        config.worker_poll_ms = 10;
+        config.sim_success_percent = 100;
+        config.sim_latency_min_ms = 0;
+        config.sim_latency_max_ms = 0;
+    })
+    .await;
+    let token = s.register("rita").await;
+    let account = s.open_account(&token, "USD").await;
+    s.fund(&account, 50_000_000).await;
+    let request = json!({"account_id": account, "amount_micros": 20_000_000, "currency": "USD",
+                         "destination": {"iban": "GB33BUKB20201555555555", "name": "Rita"}});
+    let payout = s.call(Method::POST, "/v1/payouts", Some(&token), Some("pay-1"), Some(request)).await;
+    assert_eq!(payout.status, StatusCode::ACCEPTED, "{}", payout.body);
+    let id = payout.body["payout_id"].as_str().unwrap().to_owned();
+    let mut status = String::new();
+    for _ in 0..500 {
+        let reply = s.get(&format!("/v1/payouts/{id}"), &token).await;
+        status = reply.body["status"].as_str().unwrap().to_owned();
+        if status == "COMPLETED" {
+            let path: Vec<_> = reply.body["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["to"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(path, ["PENDING", "PROCESSING", "COMPLETED"]);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, "COMPLETED");
+    let balance = s.get(&format!("/v1/accounts/{account}/balance"), &token).await;
+    assert_eq!(
+        (balance.body["posted_micros"].as_i64(), balance.body["available_micros"].as_i64()),
+        (Some(30_000_000), Some(30_000_000))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_payouts_are_paid_by_the_in_process_pipeline() {
+    paid_out_end_to_end(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_payouts_are_paid_by_the_in_process_pipeline() {
+    paid_out_end_to_end(Backend::Postgres).await;
 }

@@ -78,10 +78,22 @@ pub async fn run<T, B: poem_openapi::types::ToJSON>(
     let path = context::path();
     let fingerprint = fingerprint("POST", &path, body)?;
     let now = state.ledger.now();
+    if let Some(cache) = &state.cache
+        && let Some(hit) = cache.get(scope, &key).await
+    {
+        if hit.fingerprint != fingerprint {
+            return Err(ApiError::IdempotencyMismatch);
+        }
+        state.metrics.add("ledger_idempotent_replays_total", "redis", 1);
+        return Ok(Idempotent { response: hit.response, replayed: true, documented_as: PhantomData });
+    }
     match begin(state, scope, &key, fingerprint).await? {
         IdempotencyBegin::Started => {}
         IdempotencyBegin::Replay(response) => {
-            state.metrics.add("ledger_idempotent_replays_total", "replay", 1);
+            state.metrics.add("ledger_idempotent_replays_total", "store", 1);
+            if let Some(cache) = &state.cache {
+                cache.put(scope, &key, fingerprint, &response, state.config.idempotency_ttl()).await;
+            }
             return Ok(Idempotent { response, replayed: true, documented_as: PhantomData });
         }
         IdempotencyBegin::InFlight => {
@@ -118,7 +130,13 @@ pub async fn run<T, B: poem_openapi::types::ToJSON>(
     if let Ok(changes) = &outcome {
         record_money_moved(state, changes);
     }
-    Ok(Idempotent { response: respond(&outcome), replayed: false, documented_as: PhantomData })
+    let response = respond(&outcome);
+    if let Some(cache) = &state.cache {
+        // Only now: the record is committed, so the cache can never answer for a request that did
+        // not happen.
+        cache.put(scope, &key, fingerprint, &response, state.config.idempotency_ttl()).await;
+    }
+    Ok(Idempotent { response, replayed: false, documented_as: PhantomData })
 }
 
 /// How long a duplicate waits for the first request with its key to finish before answering 409.

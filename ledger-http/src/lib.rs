@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod error;

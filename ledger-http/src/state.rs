@@ -41,6 +41,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Rate limiters.
     pub limits: crate::rate_limit::Limits,
+    /// The Redis idempotency fast path, when `REDIS_URL` is set.
+    pub cache: Option<crate::cache::IdempotencyCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,7 +86,11 @@ impl AppState {
         let ledger = Ledger::new(store.clone(), clock.clone(), ids);
         let auth = Auth::new(&secret, &config.jwt_issuer, &config.jwt_audience, config.token_ttl());
         let limits = crate::rate_limit::Limits::new(&config);
-        let state = AppState { config, store, ledger, auth, metrics: Arc::default(), storage, clock, limits };
+        let cache = match &config.redis_url {
+            Some(url) => Some(crate::cache::IdempotencyCache::start(url).await.map_err(StartError::Config)?),
+            None => None,
+        };
+        let state = AppState { config, store, ledger, auth, metrics: Arc::default(), storage, clock, limits, cache };
         state.open_house_accounts().await?;
         state.ensure_admin().await?;
         Ok(Arc::new(state))

@@ -840,3 +840,46 @@ async fn memory_payouts_are_paid_by_the_in_process_pipeline() {
 async fn postgres_payouts_are_paid_by_the_in_process_pipeline() {
     paid_out_end_to_end(Backend::Postgres).await;
 }
+
+async fn replay_once(s: &Server) -> (Reply, Reply, String, String) {
+    let token = s.register("sam").await;
+    let from = s.open_account(&token, "USD").await;
+    let to = s.open_account(&token, "USD").await;
+    s.fund(&from, 10_000_000).await;
+    let body = json!({"from_account_id": from, "to_account_id": to, "amount_micros": 1_000_000});
+    let first = s.transfer(&token, "cached-1", body.clone()).await;
+    let again = s.transfer(&token, "cached-1", body).await;
+    (first, again, token, to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_serves_replays_when_it_is_up() {
+    let s = server_with(Backend::Memory, |config| config.redis_url = Some("redis://127.0.0.1:6379".into())).await;
+    let (first, again, token, to) = replay_once(&s).await;
+    assert_eq!((first.status, again.status, &again.body), (StatusCode::CREATED, StatusCode::CREATED, &first.body));
+    assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(s.posted(&token, &to).await, 1_000_000, "moved once");
+    let metrics = s.client.get(format!("{}/metrics", s.running.url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ledger_idempotent_replays_total{kind=\"redis\"} 1"), "{metrics}");
+    assert_eq!(
+        s.client.get(format!("{}/health/ready", s.running.url())).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_keeps_working_when_redis_is_down() {
+    // Nothing listens on port 1: every Redis call fails fast and falls through to the store.
+    let s = server_with(Backend::Memory, |config| config.redis_url = Some("redis://127.0.0.1:1".into())).await;
+    let (first, again, token, to) = replay_once(&s).await;
+    assert_eq!((first.status, again.status, &again.body), (StatusCode::CREATED, StatusCode::CREATED, &first.body));
+    assert_eq!(s.posted(&token, &to).await, 1_000_000, "moved once");
+    let metrics = s.client.get(format!("{}/metrics", s.running.url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ledger_idempotent_replays_total{kind=\"store\"} 1"), "{metrics}");
+    assert_eq!(
+        s.client.get(format!("{}/health/ready", s.running.url())).send().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    s.stop().await;
+}

@@ -53,13 +53,18 @@ impl ServiceApi {
         Json(Health { status: "ok".into(), storage: self.storage().into() })
     }
 
-    /// The service can serve: the database answers.
+    /// The service can serve: the database (and Redis, when configured) answers.
     #[oai(path = "/health/ready", method = "get", operation_id = "health_ready")]
     async fn ready(&self) -> Ready {
-        let ok = match &self.state.storage {
+        let database = match &self.state.storage {
             Storage::Memory => true,
             Storage::Postgres(pg) => sqlx_ping(pg).await,
         };
+        let redis = match &self.state.cache {
+            Some(cache) => cache.ping().await,
+            None => true,
+        };
+        let ok = database && redis;
         let health = Health { status: if ok { "ok" } else { "unavailable" }.into(), storage: self.storage().into() };
         if ok { Ready::Ready(Json(health)) } else { Ready::NotReady(Json(health)) }
     }

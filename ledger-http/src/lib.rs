@@ -76,10 +76,19 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
         .nest("/", api)
-        .with(CatchPanic::new())
+        .with(CatchPanic::new().with_handler(panic_response))
         .with(AddData::new(state.clone()))
         .with(rate_limit::RateLimit::new(state.clone()))
         .with(context::Framing::new(state.metrics.clone(), state.config.body_limit_bytes))
+}
+
+/// A panic in a handler is a bug: logged with the request id, answered as a plain 500 problem
+/// that says nothing of what panicked.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
+    let what =
+        panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
+    tracing::error!(request_id = %context::request_id(), panic = what.as_deref().unwrap_or("?"), "handler panicked");
+    error::problem_response(poem::http::StatusCode::INTERNAL_SERVER_ERROR, String::new())
 }
 
 /// A running service.
@@ -236,4 +245,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     tracing::info!(%addr, "listening");
     Ok(Running { addr, state, stop, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_a_plain_500_problem() {
+        let response = panic_response(Box::new("secret internal detail"));
+        assert_eq!(response.status(), poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.content_type(), Some(error::PROBLEM_JSON));
+        let body = response.into_body().into_string().await.unwrap();
+        assert!(body.contains("\"status\":500"), "{body}");
+        assert!(!body.contains("secret"), "{body}");
+    }
 }

@@ -25,7 +25,7 @@ pub struct AccountsApi {
 
 /// A new account.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct OpenAccountRequest {
     /// ISO 4217 code, upper case, e.g. `USD`.
     pub currency: String,
@@ -149,5 +149,17 @@ impl AccountsApi {
             items: lines.items.into_iter().map(StatementLineDto::from).collect(),
             next_cursor: lines.next_cursor.into(),
         }))
+    }
+}
+
+impl poem_openapi::types::Example for OpenAccountRequest {
+    fn example() -> OpenAccountRequest {
+        OpenAccountRequest {
+            currency: "USD".into(),
+            name: Some("Main wallet".into()),
+            metadata: None,
+            user_id: None,
+            overdraft_limit_micros: None,
+        }
     }
 }

@@ -90,6 +90,7 @@ impl BalanceDto {
 
 /// An account with its balances.
 #[derive(Clone, Debug, Object)]
+#[oai(example)]
 pub struct AccountDto {
     /// Its id.
     pub id: Uuid,
@@ -174,6 +175,7 @@ pub struct FxDto {
 
 /// A journal entry (transaction) with all its postings.
 #[derive(Clone, Debug, Object)]
+#[oai(example)]
 pub struct TransactionDto {
     /// Its id.
     pub id: Uuid,
@@ -305,6 +307,7 @@ impl From<&StatusChange> for StatusChangeDto {
 
 /// A payout or deposit request.
 #[derive(Clone, Debug, Object)]
+#[oai(example)]
 pub struct PayoutDto {
     /// Its id.
     pub payout_id: Uuid,
@@ -396,6 +399,83 @@ impl poem_openapi::types::ParseFromJSON for NextCursor {
             serde_json::Value::Null => Ok(NextCursor(None)),
             serde_json::Value::String(cursor) => Ok(NextCursor(Some(cursor))),
             other => Err(poem_openapi::types::ParseError::expected_type(other)),
+        }
+    }
+}
+
+fn example_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default()
+}
+
+const EXAMPLE_ACCOUNT: Uuid = Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7b);
+const EXAMPLE_OTHER: Uuid = Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7c);
+
+impl poem_openapi::types::Example for AccountDto {
+    fn example() -> AccountDto {
+        AccountDto {
+            id: EXAMPLE_ACCOUNT,
+            user_id: Some(EXAMPLE_OTHER),
+            kind: "customer".into(),
+            currency: "USD".into(),
+            name: Some("Main wallet".into()),
+            metadata: BTreeMap::new(),
+            overdraft_limit_micros: Some(0),
+            status: "active".into(),
+            balance: BalanceDto {
+                currency: "USD".into(),
+                posted_micros: 150_000_000,
+                pending_micros: 20_000_000,
+                available_micros: 130_000_000,
+                available: "130.00".into(),
+                as_of: example_time(),
+            },
+            created_at: example_time(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for TransactionDto {
+    fn example() -> TransactionDto {
+        let leg = |account_id, amount_micros: i64, balance_after_micros| PostingDto {
+            account_id,
+            currency: "USD".into(),
+            amount_micros,
+            amount: Currency::USD.format_amount(Micros::new(amount_micros)),
+            balance_after_micros,
+        };
+        TransactionDto {
+            id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a80),
+            kind: "transfer".into(),
+            description: Some("rent".into()),
+            metadata: BTreeMap::new(),
+            postings: vec![leg(EXAMPLE_ACCOUNT, -40_250_000, 109_750_000), leg(EXAMPLE_OTHER, 40_250_000, 40_250_000)],
+            fx: None,
+            reverses_id: None,
+            created_at: example_time(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for PayoutDto {
+    fn example() -> PayoutDto {
+        PayoutDto {
+            payout_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a81),
+            direction: "payout".into(),
+            status: "PENDING".into(),
+            account_id: EXAMPLE_ACCOUNT,
+            amount_micros: 20_000_000,
+            amount: "20.00".into(),
+            currency: "USD".into(),
+            reference: Some("invoice-1042".into()),
+            history: vec![StatusChangeDto {
+                from: None,
+                to: "PENDING".into(),
+                at: example_time(),
+                note: None,
+                transaction_id: Some(Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a82)),
+            }],
+            created_at: example_time(),
+            updated_at: example_time(),
         }
     }
 }

@@ -57,7 +57,7 @@ impl From<&PairRate> for RateDto {
 
 /// A new rate.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct SetRateRequest {
     /// Mid-market rate as a decimal string, e.g. `"0.9215"` (at most 12 fraction digits).
     pub rate: String,
@@ -67,7 +67,7 @@ pub struct SetRateRequest {
 
 /// A quote request.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct QuoteRequest {
     /// Source currency.
     pub from_currency: String,
@@ -98,7 +98,7 @@ pub struct QuoteDto {
 
 /// An exchange.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ExchangeRequest {
     /// The caller's account to debit (source currency).
     pub from_account_id: Uuid,
@@ -227,5 +227,28 @@ fn quote_dto(quote: &FxQuote) -> QuoteDto {
         from_amount_micros: quote.from_amount.get(),
         to_amount_micros: quote.to_amount.get(),
         expires_at: time(quote.expires_at),
+    }
+}
+
+impl poem_openapi::types::Example for SetRateRequest {
+    fn example() -> SetRateRequest {
+        SetRateRequest { rate: "0.92".into(), spread_bps: Some(25) }
+    }
+}
+
+impl poem_openapi::types::Example for QuoteRequest {
+    fn example() -> QuoteRequest {
+        QuoteRequest { from_currency: "USD".into(), to_currency: "EUR".into(), amount_micros: 10_000_000 }
+    }
+}
+
+impl poem_openapi::types::Example for ExchangeRequest {
+    fn example() -> ExchangeRequest {
+        ExchangeRequest {
+            from_account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7b),
+            to_account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7c),
+            amount_micros: 10_000_000,
+            quote_id: Some(Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7d)),
+        }
     }
 }

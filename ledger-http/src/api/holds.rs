@@ -68,7 +68,7 @@ impl From<&Hold> for HoldDto {
 
 /// A new hold.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct HoldRequest {
     /// The caller's account whose funds are reserved.
     pub account_id: Uuid,
@@ -82,7 +82,7 @@ pub struct HoldRequest {
 
 /// A capture.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CaptureRequest {
     /// How much to capture (at most the held amount; the rest is released). Default: all.
     pub amount_micros: Option<i64>,
@@ -90,7 +90,7 @@ pub struct CaptureRequest {
 
 /// A reversal.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ReverseRequest {
     /// Why (kept as the reversing transaction's description; 1 to 500 characters).
     pub reason: String,
@@ -215,5 +215,28 @@ impl HoldsApi {
             Ok(Command::Reverse(Reverse { entry_id: self.state.new_id(), target, reason: body.reason.clone() }))
         };
         Ok(idempotency::run(&self.state, caller.user, &key.0, &body.0, build, transaction_created()).await?)
+    }
+}
+
+impl poem_openapi::types::Example for HoldRequest {
+    fn example() -> HoldRequest {
+        HoldRequest {
+            account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7b),
+            to_account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7c),
+            amount_micros: 20_000_000,
+            expires_in_seconds: Some(3_600),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for CaptureRequest {
+    fn example() -> CaptureRequest {
+        CaptureRequest { amount_micros: Some(15_000_000) }
+    }
+}
+
+impl poem_openapi::types::Example for ReverseRequest {
+    fn example() -> ReverseRequest {
+        ReverseRequest { reason: "sent twice by mistake".into() }
     }
 }

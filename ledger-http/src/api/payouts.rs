@@ -30,7 +30,7 @@ pub struct PayoutsApi {
 
 /// Where a payout goes.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct Destination {
     /// The IBAN (or account number), 5 to 34 letters and digits.
     pub iban: String,
@@ -40,7 +40,7 @@ pub struct Destination {
 
 /// A payout request.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PayoutRequest {
     /// The caller's account to pay from.
     pub account_id: Uuid,
@@ -56,7 +56,7 @@ pub struct PayoutRequest {
 
 /// An API-initiated deposit: pull money from the customer's bank.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct DepositRequest {
     /// The caller's account to credit.
     pub account_id: Uuid,
@@ -68,7 +68,7 @@ pub struct DepositRequest {
 
 /// A manual-review resolution.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ResolveRequest {
     /// `complete` (the bank paid) or `fail` (it did not: funds are released).
     pub resolution: String,
@@ -327,5 +327,39 @@ impl PayoutsApi {
         self.state.require_admin(&auth.0).await?;
         let note = Some("returned by the bank".to_owned());
         Ok(self.advance(auth.0, &key.0, id.0, PayoutStatus::Reversed, note, false).await?)
+    }
+}
+
+impl poem_openapi::types::Example for Destination {
+    fn example() -> Destination {
+        Destination { iban: "GB33BUKB20201555555555".into(), name: "Alice Smith".into() }
+    }
+}
+
+impl poem_openapi::types::Example for PayoutRequest {
+    fn example() -> PayoutRequest {
+        PayoutRequest {
+            account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7b),
+            amount_micros: 20_000_000,
+            currency: "USD".into(),
+            destination: Destination::example(),
+            reference: Some("invoice-1042".into()),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for DepositRequest {
+    fn example() -> DepositRequest {
+        DepositRequest {
+            account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7b),
+            amount_micros: 50_000_000,
+            currency: "USD".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ResolveRequest {
+    fn example() -> ResolveRequest {
+        ResolveRequest { resolution: "complete".into(), note: "the bank confirmed the transfer".into() }
     }
 }

@@ -73,7 +73,7 @@ impl From<&User> for UserDto {
 
 /// Credentials.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct LoginRequest {
     /// Login name.
     pub username: String,
@@ -94,7 +94,7 @@ pub struct TokenDto {
 
 /// A role change.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct RoleRequest {
     /// `user` or `admin`.
     pub role: String,
@@ -178,5 +178,17 @@ impl UsersApi {
         let user = self.state.store.set_role(UserId(id.0), role).await.map_err(ApiError::from)?;
         let user = user.ok_or(ApiError::NotFound("user"))?;
         Ok(Json(UserDto::from(&user)))
+    }
+}
+
+impl poem_openapi::types::Example for LoginRequest {
+    fn example() -> LoginRequest {
+        LoginRequest { username: "alice".into(), password: "correct horse battery".into() }
+    }
+}
+
+impl poem_openapi::types::Example for RoleRequest {
+    fn example() -> RoleRequest {
+        RoleRequest { role: "admin".into() }
     }
 }

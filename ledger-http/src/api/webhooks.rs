@@ -41,6 +41,7 @@ pub struct WebhooksApi {
 
 /// Money received for an account.
 #[derive(Object)]
+#[oai(example)]
 pub struct DepositEvent {
     /// The bank's unique id for this event.
     pub event_id: String,
@@ -153,6 +154,18 @@ impl WebhooksApi {
             (200, credited.to_json_string().into_bytes())
         });
         Ok(idempotency::run(state, BANK_SCOPE, &key, &body.0, build, render).await?)
+    }
+}
+
+impl poem_openapi::types::Example for DepositEvent {
+    fn example() -> DepositEvent {
+        DepositEvent {
+            event_id: "evt_01J9Z4".into(),
+            account_id: Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a7b),
+            amount_micros: 150_000_000,
+            currency: "USD".into(),
+            occurred_at: chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default(),
+        }
     }
 }
 

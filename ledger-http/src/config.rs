@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "LEDGER_SIM_SUCCESS_PERCENT", default_value_t = 90)]
     pub sim_success_percent: u8,
 
+    /// Simulated bank: the failure of a failed call: `mixed` (all four evenly), `timeout`,
+    /// `unavailable`, `insufficient_funds` or `rejected`.
+    #[arg(long, env = "LEDGER_SIM_FAILURE", default_value = "mixed")]
+    pub sim_failure: String,
+
     /// Simulated bank: shortest latency, in milliseconds.
     #[arg(long, env = "LEDGER_SIM_LATENCY_MIN_MS", default_value_t = 2_000)]
     pub sim_latency_min_ms: u64,

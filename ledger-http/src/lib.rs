@@ -149,6 +149,7 @@ fn spawn_pipeline(state: &Arc<AppState>) {
         success_percent: config.sim_success_percent.min(100),
         latency_min: Duration::from_millis(config.sim_latency_min_ms),
         latency_max: Duration::from_millis(config.sim_latency_max_ms),
+        failure: ledger_store_pg::system::SimulatedFailure::parse(&config.sim_failure),
     }));
     let pipeline_config = ledger_core::pipeline::PipelineConfig { batch: 1, ..Default::default() };
     let pipeline = Arc::new(ledger_core::pipeline::Pipeline::new(

@@ -70,6 +70,12 @@ impl AppState {
     /// and the house accounts.
     pub async fn build(config: Config) -> Result<Arc<AppState>, StartError> {
         let secret = token_secret(&config)?;
+        let failure = config.sim_failure.as_str();
+        if failure != "mixed" && ledger_store_pg::system::SimulatedFailure::parse(failure).is_none() {
+            return Err(StartError::Config(format!(
+                "LEDGER_SIM_FAILURE must be mixed, timeout, unavailable, insufficient_funds or rejected, not {failure:?}"
+            )));
+        }
         let (store, storage): (Arc<dyn FullStore>, Storage) = match &config.database_url {
             Some(url) => {
                 let pg = PgStore::connect_with(url, 32).await.map_err(|e| StartError::Database(e.to_string()))?;

@@ -883,3 +883,69 @@ async fn the_service_keeps_working_when_redis_is_down() {
     );
     s.stop().await;
 }
+
+async fn wait_for_status(s: &Server, token: &str, id: &str, wanted: &str) {
+    let mut status = String::new();
+    for _ in 0..500 {
+        status = s.get(&format!("/v1/payouts/{id}"), token).await.body["status"].as_str().unwrap().to_owned();
+        if status == wanted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("payout {id} stayed {status}, never {wanted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_resolve_manual_review_and_return_completed_payouts() {
+    let s = server_with(Backend::Memory, |config| {
+        config.worker_concurrency = 1;
+        config.worker_poll_ms = 10;
+        config.sim_success_percent = 0;
+        config.sim_failure = "timeout".into();
+        config.sim_latency_min_ms = 0;
+        config.sim_latency_max_ms = 0;
+    })
+    .await;
+    let token = s.register("tess").await;
+    let account = s.open_account(&token, "USD").await;
+    s.fund(&account, 50_000_000).await;
+    let request = json!({"account_id": account, "amount_micros": 20_000_000, "currency": "USD",
+                         "destination": {"iban": "GB33BUKB20201555555555", "name": "Tess"}});
+    let payout = s.call(Method::POST, "/v1/payouts", Some(&token), Some("mr-1"), Some(request)).await;
+    let id = payout.body["payout_id"].as_str().unwrap().to_owned();
+    // A timeout: nobody knows whether the bank paid, so a human decides; the funds stay held.
+    wait_for_status(&s, &token, &id, "MANUAL_REVIEW").await;
+    assert_eq!(
+        s.get(&format!("/v1/accounts/{account}/balance"), &token).await.body["available_micros"].as_i64(),
+        Some(30_000_000)
+    );
+    let root = s.login("root", "root-password-long-enough").await;
+    let queue = s.get("/v1/payouts/manual-review", &root).await;
+    assert_eq!(queue.body["items"][0]["payout_id"].as_str(), Some(id.as_str()));
+    let resolve = json!({"resolution": "complete", "note": "the bank statement shows it paid"});
+    let resolved =
+        s.call(Method::POST, &format!("/v1/payouts/{id}/resolve"), Some(&root), Some("res-1"), Some(resolve)).await;
+    assert_eq!(
+        (resolved.status, resolved.body["status"].as_str()),
+        (StatusCode::OK, Some("COMPLETED")),
+        "{}",
+        resolved.body
+    );
+    assert_eq!(s.posted(&token, &account).await, 30_000_000);
+    // Then the bank sends it back.
+    let returned =
+        s.call(Method::POST, &format!("/v1/admin/payouts/{id}/return"), Some(&root), Some("ret-1"), None).await;
+    assert_eq!(
+        (returned.status, returned.body["status"].as_str()),
+        (StatusCode::OK, Some("REVERSED")),
+        "{}",
+        returned.body
+    );
+    assert_eq!(s.posted(&token, &account).await, 50_000_000);
+    assert_eq!(
+        s.call(Method::POST, &format!("/v1/admin/payouts/{id}/return"), Some(&token), Some("ret-2"), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    s.stop().await;
+}

@@ -40,6 +40,34 @@ pub struct SimulatorConfig {
     pub latency_min: std::time::Duration,
     /// Longest simulated latency.
     pub latency_max: std::time::Duration,
+    /// Which failure a failed call gives: `None` mixes all four kinds evenly.
+    pub failure: Option<SimulatedFailure>,
+}
+
+/// A failure the simulated bank can be told to give every time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulatedFailure {
+    /// No answer in time (the money may or may not have moved).
+    Timeout,
+    /// The bank is down (nothing happened).
+    Unavailable,
+    /// The customer's bank account cannot cover it.
+    InsufficientFunds,
+    /// The bank refuses.
+    Rejected,
+}
+
+impl SimulatedFailure {
+    /// Parses `timeout`, `unavailable`, `insufficient_funds` or `rejected`.
+    pub fn parse(name: &str) -> Option<SimulatedFailure> {
+        match name {
+            "timeout" => Some(SimulatedFailure::Timeout),
+            "unavailable" => Some(SimulatedFailure::Unavailable),
+            "insufficient_funds" => Some(SimulatedFailure::InsufficientFunds),
+            "rejected" => Some(SimulatedFailure::Rejected),
+            _ => None,
+        }
+    }
 }
 
 impl Default for SimulatorConfig {
@@ -48,6 +76,7 @@ impl Default for SimulatorConfig {
             success_percent: 90,
             latency_min: std::time::Duration::from_secs(2),
             latency_max: std::time::Duration::from_secs(10),
+            failure: None,
         }
     }
 }
@@ -95,7 +124,14 @@ impl ledger_core::PayoutProvider for SimulatedBank {
             self.paid.lock().unwrap_or_else(|p| p.into_inner()).insert(request.payout, receipt.clone());
             return Ok(receipt);
         }
-        Err(match (roll / 100) % 4 {
+        let kind = match self.config.failure {
+            Some(SimulatedFailure::Timeout) => 0,
+            Some(SimulatedFailure::Unavailable) => 1,
+            Some(SimulatedFailure::InsufficientFunds) => 2,
+            Some(SimulatedFailure::Rejected) => 3,
+            None => (roll / 100) % 4,
+        };
+        Err(match kind {
             0 => {
                 if (roll / 400).is_multiple_of(2) {
                     let receipt = ProviderReceipt { reference: format!("sim-{}", Uuid::now_v7().simple()) };

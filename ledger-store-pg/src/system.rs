@@ -90,17 +90,76 @@ impl Default for SimulatorConfig {
 pub struct SimulatedBank {
     config: SimulatorConfig,
     paid: std::sync::Mutex<std::collections::HashMap<ledger_core::PayoutId, ledger_core::ports::ProviderReceipt>>,
+    /// When set, what the bank has paid (and every call) lives in PostgreSQL, in the schema
+    /// `bank_simulator`, so that several worker processes share one bank.
+    shared: Option<sqlx::PgPool>,
 }
 
 impl SimulatedBank {
-    /// A bank behaving as `config` says.
+    /// A bank behaving as `config` says, remembering payments in this process.
     pub fn new(config: SimulatorConfig) -> SimulatedBank {
-        SimulatedBank { config, paid: std::sync::Mutex::default() }
+        SimulatedBank { config, paid: std::sync::Mutex::default(), shared: None }
     }
 
-    /// How many distinct payouts it has moved.
+    /// A bank whose memory of payments is shared, in PostgreSQL, by every process using `pool`'s
+    /// database (its own `bank_simulator` schema, made if missing).
+    pub async fn shared(config: SimulatorConfig, pool: sqlx::PgPool) -> Result<SimulatedBank, ledger_core::StoreError> {
+        for statement in [
+            "CREATE SCHEMA IF NOT EXISTS bank_simulator",
+            "CREATE TABLE IF NOT EXISTS bank_simulator.payments \
+             (payout_id UUID PRIMARY KEY, reference TEXT NOT NULL, paid_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            "CREATE TABLE IF NOT EXISTS bank_simulator.calls \
+             (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payout_id UUID NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        ] {
+            // Two processes creating the schema at once may race; the loser finds it made.
+            let _ = sqlx::query(statement).execute(&pool).await;
+        }
+        Ok(SimulatedBank { config, paid: std::sync::Mutex::default(), shared: Some(pool) })
+    }
+
+    /// How many distinct payouts it has moved (this process's memory; see `bank_simulator` for a
+    /// shared bank).
     pub fn paid_count(&self) -> usize {
         self.paid.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    async fn already_paid(&self, payout: ledger_core::PayoutId) -> Option<ledger_core::ports::ProviderReceipt> {
+        match &self.shared {
+            None => self.paid.lock().unwrap_or_else(|p| p.into_inner()).get(&payout).cloned(),
+            Some(pool) => {
+                let _ = sqlx::query("INSERT INTO bank_simulator.calls (payout_id) VALUES ($1)")
+                    .bind(payout.0)
+                    .execute(pool)
+                    .await;
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT reference FROM bank_simulator.payments WHERE payout_id = $1")
+                        .bind(payout.0)
+                        .fetch_optional(pool)
+                        .await
+                        .ok()?;
+                row.map(|(reference,)| ledger_core::ports::ProviderReceipt { reference })
+            }
+        }
+    }
+
+    /// Records a payment; if another process paid this payout meanwhile, its receipt wins.
+    async fn pay(&self, payout: ledger_core::PayoutId) -> ledger_core::ports::ProviderReceipt {
+        let receipt = ledger_core::ports::ProviderReceipt { reference: format!("sim-{}", Uuid::now_v7().simple()) };
+        match &self.shared {
+            None => self.paid.lock().unwrap_or_else(|p| p.into_inner()).entry(payout).or_insert(receipt).clone(),
+            Some(pool) => {
+                let stored: Result<(String,), _> = sqlx::query_as(
+                    "INSERT INTO bank_simulator.payments (payout_id, reference) VALUES ($1, $2) \
+                     ON CONFLICT (payout_id) DO UPDATE SET reference = bank_simulator.payments.reference \
+                     RETURNING reference",
+                )
+                .bind(payout.0)
+                .bind(&receipt.reference)
+                .fetch_one(pool)
+                .await;
+                stored.map(|(reference,)| ledger_core::ports::ProviderReceipt { reference }).unwrap_or(receipt)
+            }
+        }
     }
 }
 
@@ -110,19 +169,30 @@ impl ledger_core::PayoutProvider for SimulatedBank {
         &self,
         request: &ledger_core::ports::ProviderRequest,
     ) -> Result<ledger_core::ports::ProviderReceipt, ledger_core::ports::ProviderError> {
-        use ledger_core::ports::{ProviderError, ProviderReceipt};
+        // The bank acts first; its answer then takes `latency` to come back. A worker that dies in
+        // that window leaves a payout the bank has already paid: the next worker's call with the
+        // same payout id must get the first receipt, never a second payment.
         let (min, max) = (self.config.latency_min, self.config.latency_max.max(self.config.latency_min));
         let spread = u64::try_from((max - min).as_millis()).unwrap_or(u64::MAX);
         let latency = min + std::time::Duration::from_millis(random_u64() % spread.saturating_add(1));
+        let answer = self.decide(request.payout).await;
         tokio::time::sleep(latency).await;
-        if let Some(receipt) = self.paid.lock().unwrap_or_else(|p| p.into_inner()).get(&request.payout) {
-            return Ok(receipt.clone());
+        answer
+    }
+}
+
+impl SimulatedBank {
+    async fn decide(
+        &self,
+        payout: ledger_core::PayoutId,
+    ) -> Result<ledger_core::ports::ProviderReceipt, ledger_core::ports::ProviderError> {
+        use ledger_core::ports::ProviderError;
+        if let Some(receipt) = self.already_paid(payout).await {
+            return Ok(receipt);
         }
         let roll = random_u64();
         if roll % 100 < u64::from(self.config.success_percent) {
-            let receipt = ProviderReceipt { reference: format!("sim-{}", Uuid::now_v7().simple()) };
-            self.paid.lock().unwrap_or_else(|p| p.into_inner()).insert(request.payout, receipt.clone());
-            return Ok(receipt);
+            return Ok(self.pay(payout).await);
         }
         let kind = match self.config.failure {
             Some(SimulatedFailure::Timeout) => 0,
@@ -134,8 +204,7 @@ impl ledger_core::PayoutProvider for SimulatedBank {
         Err(match kind {
             0 => {
                 if (roll / 400).is_multiple_of(2) {
-                    let receipt = ProviderReceipt { reference: format!("sim-{}", Uuid::now_v7().simple()) };
-                    self.paid.lock().unwrap_or_else(|p| p.into_inner()).insert(request.payout, receipt);
+                    self.pay(payout).await;
                 }
                 ProviderError::Timeout
             }

@@ -261,6 +261,20 @@ pub async fn payout_queue_claims_each_item_once<S: FullStore>(store: Arc<S>) {
     clock.set(START.saturating_add(Duration::from_secs(300)));
     let deferred = store.claim(clock.now(), lease, 10).await.unwrap();
     assert_eq!(deferred.iter().map(|c| c.payout.id).collect::<Vec<_>>(), [later]);
+
+    // Bank calls are recorded per payout, oldest first.
+    assert_eq!(store.attempts(later).await.unwrap(), []);
+    let attempt = |n: u32, outcome: &str| crate::ports::Attempt {
+        attempt: n,
+        started_at: START,
+        finished_at: START.saturating_add(Duration::from_millis(250)),
+        outcome: outcome.to_owned(),
+        error: (outcome != "succeeded").then(|| "the provider is unavailable".to_owned()),
+        reference: (outcome == "succeeded").then(|| "bank-ref-1".to_owned()),
+    };
+    store.record_attempt(later, attempt(1, "unavailable")).await.unwrap();
+    store.record_attempt(later, attempt(2, "succeeded")).await.unwrap();
+    assert_eq!(store.attempts(later).await.unwrap(), [attempt(1, "unavailable"), attempt(2, "succeeded")]);
 }
 
 fn fingerprint(byte: u8) -> Fingerprint {

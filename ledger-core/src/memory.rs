@@ -18,8 +18,8 @@ use crate::fx::{FxQuote, PairRate};
 use crate::ids::{AccountId, EntryId, HoldId, PayoutId, QuoteId, Timestamp, UserId};
 use crate::money::{Currency, Micros};
 use crate::ports::{
-    AccountFilter, Claim, Fingerprint, FxStore, IdempotencyBegin, IdempotencyKey, IdempotencyStore, LedgerStore,
-    Outcome, Page, PageRequest, PayoutFilter, PayoutProvider, PayoutQueue, ProviderError, ProviderReceipt,
+    AccountFilter, Attempt, Claim, Fingerprint, FxStore, IdempotencyBegin, IdempotencyKey, IdempotencyStore,
+    LedgerStore, Outcome, Page, PageRequest, PayoutFilter, PayoutProvider, PayoutQueue, ProviderError, ProviderReceipt,
     ProviderRequest, RateSource, Role, StatementLine, StoreError, StoredResponse, Submission, TimeRange, User,
     UserStore,
 };
@@ -51,6 +51,7 @@ struct Inner {
     quotes: HashMap<QuoteId, FxQuote>,
     outbox: Vec<Event>,
     users: HashMap<UserId, User>,
+    attempts: HashMap<PayoutId, Vec<Attempt>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -404,6 +405,15 @@ impl PayoutQueue for MemoryStore {
             item.locked_until = None;
         }
         Ok(())
+    }
+
+    async fn record_attempt(&self, id: PayoutId, attempt: Attempt) -> Result<(), StoreError> {
+        self.lock().attempts.entry(id).or_default().push(attempt);
+        Ok(())
+    }
+
+    async fn attempts(&self, id: PayoutId) -> Result<Vec<Attempt>, StoreError> {
+        Ok(self.lock().attempts.get(&id).cloned().unwrap_or_default())
     }
 }
 

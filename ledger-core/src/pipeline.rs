@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::command::{AdvancePayout, Command};
 use crate::ids::Timestamp;
 use crate::ports::{
-    Claim, Clock, IdGenerator, LedgerStore, PayoutProvider, PayoutQueue, ProviderError, ProviderReceipt,
+    Attempt, Claim, Clock, IdGenerator, LedgerStore, PayoutProvider, PayoutQueue, ProviderError, ProviderReceipt,
     ProviderRequest, StoreError, Submission,
 };
 use crate::rejection::Rejection;
@@ -279,10 +279,27 @@ where
             currency: payout.currency,
             bank_account: payout.bank_account.clone(),
         };
+        let started_at = self.clock.now();
         let answer = self.bank.execute(&request).await;
         let healthy = !matches!(answer, Err(ProviderError::Timeout | ProviderError::Unavailable));
         self.breaker.record(healthy, self.clock.now());
         let now = self.clock.now();
+        let outcome = match &answer {
+            Ok(_) => "succeeded",
+            Err(ProviderError::Timeout) => "timeout",
+            Err(ProviderError::Unavailable) => "unavailable",
+            Err(ProviderError::InsufficientFunds) => "insufficient_funds",
+            Err(ProviderError::Rejected(_)) => "rejected",
+        };
+        let attempt = Attempt {
+            attempt: claim.attempt,
+            started_at,
+            finished_at: now,
+            outcome: outcome.to_owned(),
+            error: answer.as_ref().err().map(ToString::to_string),
+            reference: answer.as_ref().ok().map(|r| r.reference.clone()),
+        };
+        self.store.record_attempt(payout.id, attempt).await?;
         match next_step(&self.config, claim.attempt, answer, now, random) {
             Step::Complete(receipt) => {
                 let note = Some(format!("bank reference {}", receipt.reference));

@@ -358,6 +358,23 @@ pub struct Claim {
     pub locked_until: Timestamp,
 }
 
+/// One call to the bank for a payout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// Which claim of the payout made it (1-based).
+    pub attempt: u32,
+    /// When the call started.
+    pub started_at: Timestamp,
+    /// When the answer came.
+    pub finished_at: Timestamp,
+    /// `succeeded`, `timeout`, `unavailable`, `insufficient_funds` or `rejected`.
+    pub outcome: String,
+    /// The bank's error text, if any.
+    pub error: Option<String>,
+    /// The bank's reference, on success.
+    pub reference: Option<String>,
+}
+
 /// The work queue of payouts and deposits that are PENDING or PROCESSING.
 #[async_trait]
 pub trait PayoutQueue: Send + Sync {
@@ -369,6 +386,12 @@ pub trait PayoutQueue: Send + Sync {
 
     /// Gives a claimed item back, to be retried at `at`.
     async fn retry_at(&self, id: PayoutId, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Records one call to the bank.
+    async fn record_attempt(&self, id: PayoutId, attempt: Attempt) -> Result<(), StoreError>;
+
+    /// Every call made to the bank for a payout, oldest first.
+    async fn attempts(&self, id: PayoutId) -> Result<Vec<Attempt>, StoreError>;
 }
 
 /// Idempotency records, scoped per user.

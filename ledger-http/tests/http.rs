@@ -818,6 +818,8 @@ async fn paid_out_end_to_end(backend: Backend) {
                 .map(|h| h["to"].as_str().unwrap().to_owned())
                 .collect();
             assert_eq!(path, ["PENDING", "PROCESSING", "COMPLETED"]);
+            let attempts = reply.body["attempts"].as_array().unwrap();
+            assert_eq!((attempts.len(), attempts[0]["outcome"].as_str()), (1, Some("succeeded")), "{}", reply.body);
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

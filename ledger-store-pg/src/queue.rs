@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ledger_core::ports::Claim;
+use ledger_core::ports::{Attempt, Claim};
 use ledger_core::{PayoutId, PayoutQueue, StoreError, Timestamp};
 
 use crate::execute::attach_history;
@@ -58,5 +58,49 @@ impl PayoutQueue for PgStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn record_attempt(&self, id: PayoutId, attempt: Attempt) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO payout_attempts (payout_id, attempt, started_at, finished_at, outcome, error, provider_reference) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id.0)
+        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+        .bind(ts(attempt.started_at))
+        .bind(ts(attempt.finished_at))
+        .bind(&attempt.outcome)
+        .bind(&attempt.error)
+        .bind(&attempt.reference)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn attempts(&self, id: PayoutId) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, started_at, finished_at, outcome, error, provider_reference FROM payout_attempts \
+             WHERE payout_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let attempt: i32 = get(r, "attempt")?;
+                let finished: Option<chrono::DateTime<chrono::Utc>> = get(r, "finished_at")?;
+                let outcome: Option<String> = get(r, "outcome")?;
+                Ok(Attempt {
+                    attempt: u32::try_from(attempt).map_err(|_| rows::corrupt("attempt", attempt))?,
+                    started_at: rows::from_ts(get(r, "started_at")?),
+                    finished_at: finished.map(rows::from_ts).unwrap_or(rows::from_ts(get(r, "started_at")?)),
+                    outcome: outcome.unwrap_or_default(),
+                    error: get(r, "error")?,
+                    reference: get(r, "provider_reference")?,
+                })
+            })
+            .collect()
     }
 }

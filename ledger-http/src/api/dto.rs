@@ -305,6 +305,38 @@ impl From<&StatusChange> for StatusChangeDto {
     }
 }
 
+/// One call to the bank.
+#[derive(Clone, Debug, Object)]
+pub struct AttemptDto {
+    /// Which claim made it (1-based).
+    pub attempt: u32,
+    /// `succeeded`, `timeout`, `unavailable`, `insufficient_funds` or `rejected`.
+    pub outcome: String,
+    /// The bank's error, if any.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+    /// The bank's reference, on success.
+    #[oai(skip_serializing_if_is_none)]
+    pub reference: Option<String>,
+    /// When the call started.
+    pub started_at: DateTime<Utc>,
+    /// When the answer came.
+    pub finished_at: DateTime<Utc>,
+}
+
+impl From<&ledger_core::ports::Attempt> for AttemptDto {
+    fn from(attempt: &ledger_core::ports::Attempt) -> AttemptDto {
+        AttemptDto {
+            attempt: attempt.attempt,
+            outcome: attempt.outcome.clone(),
+            error: attempt.error.clone(),
+            reference: attempt.reference.clone(),
+            started_at: time(attempt.started_at),
+            finished_at: time(attempt.finished_at),
+        }
+    }
+}
+
 /// A payout or deposit request.
 #[derive(Clone, Debug, Object)]
 #[oai(example)]
@@ -328,6 +360,9 @@ pub struct PayoutDto {
     pub reference: Option<String>,
     /// Every status it went through, oldest first.
     pub history: Vec<StatusChangeDto>,
+    /// Every call made to the bank for it, oldest first (on `GET /v1/payouts/{id}`; lists leave it
+    /// empty).
+    pub attempts: Vec<AttemptDto>,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -346,6 +381,7 @@ impl From<&Payout> for PayoutDto {
             currency: payout.currency.code().to_owned(),
             reference: payout.reference.clone(),
             history: payout.history.iter().map(StatusChangeDto::from).collect(),
+            attempts: Vec::new(),
             created_at: time(payout.created_at),
             updated_at: time(payout.updated_at),
         }
@@ -474,6 +510,7 @@ impl poem_openapi::types::Example for PayoutDto {
                 note: None,
                 transaction_id: Some(Uuid::from_u128(0x0190_f0e4_8d1c_7c5e_9a1b_2f3d_4e5f_6a82)),
             }],
+            attempts: Vec::new(),
             created_at: example_time(),
             updated_at: example_time(),
         }

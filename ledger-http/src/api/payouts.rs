@@ -254,10 +254,14 @@ impl PayoutsApi {
         }))
     }
 
-    /// A payout or deposit with its history.
+    /// A payout or deposit with its history and its calls to the bank.
     #[oai(path = "/v1/payouts/:id", method = "get", operation_id = "get_payout")]
     async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> ApiResult<Json<PayoutDto>> {
-        Ok(Json(PayoutDto::from(&self.visible_payout(&auth.0, PayoutId(id.0)).await?)))
+        let payout = self.visible_payout(&auth.0, PayoutId(id.0)).await?;
+        let mut dto = PayoutDto::from(&payout);
+        let attempts = self.state.store.attempts(payout.id).await.map_err(ApiError::from)?;
+        dto.attempts = attempts.iter().map(dto::AttemptDto::from).collect();
+        Ok(Json(dto))
     }
 
     /// The caller's payouts and deposits (an admin sees all), by `status` and `account_id`.

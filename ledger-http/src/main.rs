@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("ledger-http listening on {} (Swagger UI: {}/docs)", running.url(), running.url());
-    shutdown_signal().await;
+    ledger_store_pg::system::shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     match running.stop().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,22 +40,5 @@ fn init_logs(format: &str) {
         builder.init();
     } else {
         builder.json().flatten_event(true).init();
-    }
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).json().flatten_event(true).init();
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        ledger_store_pg::system::shutdown_signal().await;
         tracing::info!("stopping: finishing the items in hand");
         let _ = stop.send(true);
     });
@@ -26,22 +26,5 @@ async fn main() -> ExitCode {
             eprintln!("ledger-payout-worker: {error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

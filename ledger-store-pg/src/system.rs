@@ -25,6 +25,29 @@ impl IdGenerator for UuidV7 {
     }
 }
 
+/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM: how the binaries learn to stop gracefully.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
 /// A uniformly random `u64` from the operating system (through UUID v4's generator).
 pub fn random_u64() -> u64 {
     let bytes = Uuid::new_v4().into_bytes();

@@ -788,6 +788,20 @@ async fn an_expired_quote_is_refused_with_409() {
     s.stop().await;
 }
 
+/// A user with 50.00 USD who has asked for a 20.00 payout: (token, account, payout id).
+async fn start_payout(s: &Server, name: &str) -> (String, String, String) {
+    let token = s.register(name).await;
+    let account = s.open_account(&token, "USD").await;
+    s.fund(&account, 50_000_000).await;
+    let request = json!({"account_id": account, "amount_micros": 20_000_000, "currency": "USD",
+                         "destination": {"iban": "GB33BUKB20201555555555", "name": name}});
+    let key = format!("payout-{name}");
+    let payout = s.call(Method::POST, "/v1/payouts", Some(&token), Some(&key), Some(request)).await;
+    assert_eq!(payout.status, StatusCode::ACCEPTED, "{}", payout.body);
+    let id = payout.body["payout_id"].as_str().unwrap().to_owned();
+    (token, account, id)
+}
+
 async fn paid_out_end_to_end(backend: Backend) {
     let s = server_with(backend, |config| {
         config.inprocess_workers = true;
@@ -798,33 +812,14 @@ async fn paid_out_end_to_end(backend: Backend) {
         config.sim_latency_max_ms = 0;
     })
     .await;
-    let token = s.register("rita").await;
-    let account = s.open_account(&token, "USD").await;
-    s.fund(&account, 50_000_000).await;
-    let request = json!({"account_id": account, "amount_micros": 20_000_000, "currency": "USD",
-                         "destination": {"iban": "GB33BUKB20201555555555", "name": "Rita"}});
-    let payout = s.call(Method::POST, "/v1/payouts", Some(&token), Some("pay-1"), Some(request)).await;
-    assert_eq!(payout.status, StatusCode::ACCEPTED, "{}", payout.body);
-    let id = payout.body["payout_id"].as_str().unwrap().to_owned();
-    let mut status = String::new();
-    for _ in 0..500 {
-        let reply = s.get(&format!("/v1/payouts/{id}"), &token).await;
-        status = reply.body["status"].as_str().unwrap().to_owned();
-        if status == "COMPLETED" {
-            let path: Vec<_> = reply.body["history"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| h["to"].as_str().unwrap().to_owned())
-                .collect();
-            assert_eq!(path, ["PENDING", "PROCESSING", "COMPLETED"]);
-            let attempts = reply.body["attempts"].as_array().unwrap();
-            assert_eq!((attempts.len(), attempts[0]["outcome"].as_str()), (1, Some("succeeded")), "{}", reply.body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, "COMPLETED");
+    let (token, account, id) = start_payout(&s, "rita").await;
+    wait_for_status(&s, &token, &id, "COMPLETED").await;
+    let reply = s.get(&format!("/v1/payouts/{id}"), &token).await;
+    let path: Vec<_> =
+        reply.body["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(path, ["PENDING", "PROCESSING", "COMPLETED"]);
+    let attempts = reply.body["attempts"].as_array().unwrap();
+    assert_eq!((attempts.len(), attempts[0]["outcome"].as_str()), (1, Some("succeeded")), "{}", reply.body);
     let balance = s.get(&format!("/v1/accounts/{account}/balance"), &token).await;
     assert_eq!(
         (balance.body["posted_micros"].as_i64(), balance.body["available_micros"].as_i64()),
@@ -909,13 +904,7 @@ async fn admins_resolve_manual_review_and_return_completed_payouts() {
         config.sim_latency_max_ms = 0;
     })
     .await;
-    let token = s.register("tess").await;
-    let account = s.open_account(&token, "USD").await;
-    s.fund(&account, 50_000_000).await;
-    let request = json!({"account_id": account, "amount_micros": 20_000_000, "currency": "USD",
-                         "destination": {"iban": "GB33BUKB20201555555555", "name": "Tess"}});
-    let payout = s.call(Method::POST, "/v1/payouts", Some(&token), Some("mr-1"), Some(request)).await;
-    let id = payout.body["payout_id"].as_str().unwrap().to_owned();
+    let (token, account, id) = start_payout(&s, "tess").await;
     // A timeout: nobody knows whether the bank paid, so a human decides; the funds stay held.
     wait_for_status(&s, &token, &id, "MANUAL_REVIEW").await;
     assert_eq!(

@@ -663,6 +663,7 @@ fn event(kind: EventKind, changes: &ChangeSet, now: Timestamp) -> Event {
         entry: changes.entry.as_ref().map(JournalEntry::id),
         hold: changes.hold.as_ref().map(|h| h.id),
         payout: changes.payout.as_ref().map(|p| p.id),
+        payout_status: changes.payout.as_ref().map(|p| p.status),
         accounts,
         at: now,
     }

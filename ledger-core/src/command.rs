@@ -208,6 +208,22 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::TransferCreated,
+        EventKind::ExchangeCreated,
+        EventKind::DepositCredited,
+        EventKind::HoldCreated,
+        EventKind::HoldResolved,
+        EventKind::PayoutStatusChanged,
+        EventKind::TransactionReversed,
+    ];
+
+    /// The kind named `name` on the wire, if any.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     /// The event's name on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -233,6 +249,8 @@ pub struct Event {
     pub hold: Option<HoldId>,
     /// The payout concerned, if any.
     pub payout: Option<PayoutId>,
+    /// The payout's status after the change, when a payout is concerned.
+    pub payout_status: Option<PayoutStatus>,
     /// Every account touched; their owners are the audience.
     pub accounts: Vec<AccountId>,
     /// When.

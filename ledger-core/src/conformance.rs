@@ -75,6 +75,7 @@ where
         fx_rates_and_quotes,
         payouts_filter_and_page,
         users_register_and_change_role,
+        webhooks_fan_out_claim_and_finish,
     );
 }
 
@@ -432,6 +433,117 @@ pub async fn users_register_and_change_role<S: FullStore>(store: Arc<S>) {
     assert_eq!(admin.role, Role::Admin);
     assert_eq!(store.user(alice.id).await.unwrap().map(|u| u.role), Some(Role::Admin));
     assert_eq!(store.set_role(ledger.new_id(), Role::Admin).await.unwrap(), None);
+}
+
+/// Outbox events fan out to the subscribed endpoints of the accounts' owners (only events after
+/// an endpoint's creation, only the owner's accounts in the body); claims respect the per-endpoint
+/// cap and leases; finishing records attempts; deleted endpoints get nothing more.
+pub async fn webhooks_fan_out_claim_and_finish<S: FullStore>(store: Arc<S>) {
+    use crate::command::EventKind;
+    use crate::ids::EndpointId;
+    use crate::webhook::{DeliveryAttempt, DeliveryNext, DeliveryState, WebhookEndpoint};
+
+    let (ledger, clock) = ledger(store.clone(), 10_000);
+    ledger.open_system_accounts(Currency::USD).await.unwrap();
+    let user = |name: &str| User {
+        id: ledger.new_id(),
+        username: name.to_owned(),
+        email: format!("{name}@example.com"),
+        password_hash: "$argon2id$v=19$not-a-real-hash".to_owned(),
+        role: Role::User,
+        created_at: START,
+    };
+    let alice = store.create_user(user("alice")).await.unwrap().id;
+    let bob = store.create_user(user("bob")).await.unwrap().id;
+    let a1 = ledger.open_customer_account(alice, Currency::USD).await.unwrap().id;
+    let b1 = ledger.open_customer_account(bob, Currency::USD).await.unwrap().id;
+    let endpoint = |owner, events: &[EventKind], created_at| WebhookEndpoint {
+        id: ledger.new_id(),
+        owner,
+        url: "https://receiver.example/hook".to_owned(),
+        events: events.to_vec(),
+        secret: "whsec_test".to_owned(),
+        created_at,
+    };
+    let both = [EventKind::TransferCreated, EventKind::DepositCredited];
+    let e1 = store.create_endpoint(endpoint(alice, &both, START)).await.unwrap();
+    let e2 = store.create_endpoint(endpoint(bob, &[EventKind::TransferCreated], START)).await.unwrap();
+    let e3 = store.create_endpoint(endpoint(alice, &[EventKind::PayoutStatusChanged], START)).await.unwrap();
+    let later = START.saturating_add(Duration::from_secs(3_600));
+    let e4 = store.create_endpoint(endpoint(alice, &both, later)).await.unwrap();
+    assert!(matches!(store.create_endpoint(e1.clone()).await, Err(StoreError::Duplicate(_))));
+    assert_eq!(store.endpoint(e1.id).await.unwrap(), Some(e1.clone()));
+
+    ledger.deposit(a1, usd("100"), None).await.unwrap();
+    ledger.transfer(a1, b1, usd("30")).await.unwrap();
+    let ids = SequentialIds::starting_at(10_500);
+    assert_eq!(store.fan_out(START, 500, &ids).await.unwrap(), 2, "two events fanned out");
+    assert_eq!(store.fan_out(START, 500, &ids).await.unwrap(), 0, "each event fans out once");
+    let first = PageRequest::first(10);
+    let d1 = store.deliveries(e1.id, &first).await.unwrap().items;
+    let d2 = store.deliveries(e2.id, &first).await.unwrap().items;
+    assert_eq!(d1.len(), 2, "{d1:?}");
+    assert_eq!(d2.len(), 1, "{d2:?}");
+    assert!(store.deliveries(e3.id, &first).await.unwrap().items.is_empty(), "not subscribed");
+    assert!(store.deliveries(e4.id, &first).await.unwrap().items.is_empty(), "registered after the events");
+    let transfer_for_alice = d1.iter().find(|d| d.event_type == EventKind::TransferCreated).expect("transfer");
+    assert!(transfer_for_alice.body.contains(&a1.to_string()) && !transfer_for_alice.body.contains(&b1.to_string()));
+    assert!(d2[0].body.contains(&b1.to_string()) && !d2[0].body.contains(&a1.to_string()), "only bob's account");
+    assert_eq!(d2[0].event_id, transfer_for_alice.event_id, "one event id for every subscriber");
+    assert!(d1.iter().all(|d| d.state == DeliveryState::Pending && d.attempts.is_empty()));
+
+    let lease = Duration::from_secs(60);
+    let jobs = store.claim_deliveries(START, lease, 10, 1).await.unwrap();
+    assert_eq!(jobs.len(), 2, "one per endpoint under a cap of one: {jobs:?}");
+    assert!(store.claim_deliveries(START, lease, 10, 1).await.unwrap().is_empty(), "leased or capped");
+    let job1 = jobs.iter().find(|j| j.endpoint == e1.id).expect("e1's job");
+    assert_eq!((job1.attempt, job1.secret.as_str(), job1.url.as_str()), (1, "whsec_test", e1.url.as_str()));
+    let failed = |attempt, at| DeliveryAttempt { attempt, at, status_code: Some(500), error: None };
+    let retry_at = START.saturating_add(Duration::from_secs(10));
+    store.finish_delivery(job1.delivery, failed(1, START), DeliveryNext::RetryAt(retry_at)).await.unwrap();
+    let next = store.claim_deliveries(START, lease, 10, 1).await.unwrap();
+    assert_eq!(next.len(), 1, "the cap freed, e1's other delivery goes");
+    assert_ne!(next[0].delivery, job1.delivery);
+    let ok = DeliveryAttempt { attempt: 1, at: START, status_code: Some(204), error: None };
+    store.finish_delivery(next[0].delivery, ok, DeliveryNext::Delivered).await.unwrap();
+    clock.set(retry_at);
+    let again = store.claim_deliveries(retry_at, lease, 10, 1).await.unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!((again[0].delivery, again[0].attempt), (job1.delivery, 2));
+    let refused = DeliveryAttempt { attempt: 2, at: retry_at, status_code: None, error: Some("refused".into()) };
+    store.finish_delivery(job1.delivery, refused.clone(), DeliveryNext::DeadLettered).await.unwrap();
+    let d1 = store.deliveries(e1.id, &first).await.unwrap().items;
+    let dead = d1.iter().find(|d| d.id == job1.delivery).expect("listed");
+    assert_eq!(dead.state, DeliveryState::DeadLettered);
+    assert_eq!(dead.attempts, vec![failed(1, START), refused]);
+    assert_eq!(dead.next_attempt_at, None);
+    assert!(d1.iter().any(|d| d.state == DeliveryState::Delivered && d.attempts.len() == 1));
+
+    let expired = START.saturating_add(lease).saturating_add(Duration::from_secs(1));
+    let retaken = store.claim_deliveries(expired, lease, 10, 1).await.unwrap();
+    assert_eq!(retaken.len(), 1, "e2's lease ran out: {retaken:?}");
+    assert_eq!((retaken[0].endpoint, retaken[0].attempt), (e2.id, 2));
+    let backlog = store.webhook_backlog().await.unwrap();
+    assert_eq!((backlog.unpublished_events, backlog.pending_deliveries), (0, 1));
+
+    assert_eq!(store.endpoints(alice, &PageRequest::first(10)).await.unwrap().items.len(), 3);
+    let page = store.endpoints(alice, &PageRequest::first(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = PageRequest { cursor: page.next_cursor, limit: 2 };
+    assert_eq!(store.endpoints(alice, &rest).await.unwrap().items.len(), 1);
+    assert!(store.delete_endpoint(e2.id, expired).await.unwrap());
+    assert!(!store.delete_endpoint(e2.id, expired).await.unwrap(), "already deleted");
+    let never: EndpointId = ledger.new_id();
+    assert!(!store.delete_endpoint(never, expired).await.unwrap());
+    assert_eq!(store.endpoint(e2.id).await.unwrap(), None);
+    assert!(store.endpoints(bob, &first).await.unwrap().items.is_empty());
+    let far = expired.saturating_add(Duration::from_secs(3_600));
+    assert!(store.claim_deliveries(far, lease, 10, 1).await.unwrap().is_empty(), "nothing goes to a deleted endpoint");
+    clock.set(far);
+    ledger.transfer(a1, b1, usd("1")).await.unwrap();
+    assert_eq!(store.fan_out(far, 500, &ids).await.unwrap(), 1);
+    assert!(store.deliveries(e2.id, &first).await.unwrap().items.len() == 1, "no new delivery for e2");
+    assert_eq!(store.webhook_backlog().await.unwrap().pending_deliveries, 2, "e1 and e4 each get the new transfer");
 }
 
 #[cfg(test)]

@@ -70,12 +70,15 @@ mod fx;
 mod ids;
 mod ledger;
 mod memory;
+pub mod metrics;
 mod money;
 pub mod pipeline;
 pub mod ports;
 pub mod recon;
 mod rejection;
+pub mod signature;
 mod state;
+pub mod webhook;
 
 pub use account::{Account, AccountError, AccountKind, AccountStatus, Balance, Metadata, NewAccount, Overdraft};
 pub use book::{Book, EntryFacts, Leg};
@@ -85,7 +88,7 @@ pub use command::{
 };
 pub use entry::{EntryError, EntryHeader, EntryKind, EntryLinks, FxApplied, JournalEntry, Posting, sums_by_currency};
 pub use fx::{BPS_PER_WHOLE, FxError, FxQuote, FxRate, PairRate, RATE_MAX, RATE_SCALE_MAX};
-pub use ids::{AccountId, EntryId, HoldId, PayoutId, QuoteId, Timestamp, UserId};
+pub use ids::{AccountId, DeliveryId, EndpointId, EntryId, HoldId, PayoutId, QuoteId, Timestamp, UserId};
 pub use ledger::{Ledger, LedgerError, SYSTEM_KINDS};
 pub use memory::{MemoryStore, ScriptedBank};
 pub use money::{Currency, MICROS_DIGITS, MICROS_PER_UNIT, Micros, ParseAmountError, UnknownCurrency};

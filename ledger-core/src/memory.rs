@@ -15,16 +15,20 @@ use crate::book::Book;
 use crate::command::{ChangeSet, Event};
 use crate::entry::JournalEntry;
 use crate::fx::{FxQuote, PairRate};
-use crate::ids::{AccountId, EntryId, HoldId, PayoutId, QuoteId, Timestamp, UserId};
+use crate::ids::{AccountId, DeliveryId, EndpointId, EntryId, HoldId, PayoutId, QuoteId, Timestamp, UserId};
 use crate::money::{Currency, Micros};
 use crate::ports::{
-    AccountFilter, Attempt, Claim, Fingerprint, FxStore, IdempotencyBegin, IdempotencyKey, IdempotencyStore,
-    LedgerStore, Outcome, Page, PageRequest, PayoutFilter, PayoutProvider, PayoutQueue, ProviderError, ProviderReceipt,
-    ProviderRequest, RateSource, Role, StatementLine, StoreError, StoredResponse, Submission, TimeRange, User,
-    UserStore,
+    AccountFilter, Attempt, Claim, Fingerprint, FxStore, IdGenerator, IdempotencyBegin, IdempotencyKey,
+    IdempotencyStore, LedgerStore, Outcome, Page, PageRequest, PayoutFilter, PayoutProvider, PayoutQueue,
+    ProviderError, ProviderReceipt, ProviderRequest, QueueStats, RateSource, Role, StatementLine, StoreError,
+    StoredResponse, Submission, TimeRange, User, UserStore,
 };
 use crate::recon::{AccountRecord, OpenHoldRecord, PayoutRecord, PostingRecord, Snapshot};
 use crate::state::{Payout, PayoutStatus};
+use crate::webhook::{
+    Delivery, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryState, WebhookBacklog, WebhookEndpoint, WebhookStore,
+    payload,
+};
 
 /// Every port's state, in memory, behind one lock.
 #[derive(Debug, Default)]
@@ -52,6 +56,11 @@ struct Inner {
     outbox: Vec<Event>,
     users: HashMap<UserId, User>,
     attempts: HashMap<PayoutId, Vec<Attempt>>,
+    /// Outbox events already fanned out to webhook deliveries (a prefix of `outbox`).
+    published: usize,
+    endpoints: BTreeMap<EndpointId, (WebhookEndpoint, Option<Timestamp>)>,
+    /// Each delivery with its lease and how many times it was claimed.
+    deliveries: BTreeMap<DeliveryId, (Delivery, Option<Timestamp>, u32)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -210,6 +219,8 @@ macro_rules! cursor_key {
 }
 cursor_key!(AccountId);
 cursor_key!(PayoutId);
+cursor_key!(EndpointId);
+cursor_key!(DeliveryId);
 
 #[async_trait]
 impl LedgerStore for MemoryStore {
@@ -415,6 +426,12 @@ impl PayoutQueue for MemoryStore {
     async fn attempts(&self, id: PayoutId) -> Result<Vec<Attempt>, StoreError> {
         Ok(self.lock().attempts.get(&id).cloned().unwrap_or_default())
     }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let inner = self.lock();
+        let oldest = inner.queue.keys().filter_map(|id| inner.book.payout(*id)).map(|p| p.created_at).min();
+        Ok(QueueStats { depth: inner.queue.len() as u64, oldest_created_at: oldest })
+    }
 }
 
 #[async_trait]
@@ -506,6 +523,175 @@ impl FxStore for MemoryStore {
 
     async fn quote(&self, id: QuoteId) -> Result<Option<FxQuote>, StoreError> {
         Ok(self.lock().quotes.get(&id).copied())
+    }
+}
+
+#[async_trait]
+impl WebhookStore for MemoryStore {
+    async fn create_endpoint(&self, endpoint: WebhookEndpoint) -> Result<WebhookEndpoint, StoreError> {
+        let mut inner = self.lock();
+        if inner.endpoints.contains_key(&endpoint.id) {
+            return Err(StoreError::Duplicate("webhook endpoint id"));
+        }
+        inner.endpoints.insert(endpoint.id, (endpoint.clone(), None));
+        Ok(endpoint)
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        Ok(self.lock().endpoints.get(&id).filter(|(_, deleted)| deleted.is_none()).map(|(e, _)| e.clone()))
+    }
+
+    async fn endpoints(&self, owner: UserId, page: &PageRequest) -> Result<Page<WebhookEndpoint>, StoreError> {
+        let inner = self.lock();
+        let order: BTreeMap<EndpointId, ()> = inner.endpoints.keys().map(|id| (*id, ())).collect();
+        page_after(&order, page, |id| {
+            let (endpoint, deleted) = &inner.endpoints[&id];
+            (endpoint.owner == owner && deleted.is_none()).then(|| endpoint.clone())
+        })
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.endpoints.get_mut(&id) {
+            Some((_, deleted @ None)) => {
+                *deleted = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn deliveries(&self, endpoint: EndpointId, page: &PageRequest) -> Result<Page<Delivery>, StoreError> {
+        let inner = self.lock();
+        let order: BTreeMap<DeliveryId, ()> =
+            inner.deliveries.iter().filter(|(_, (d, _, _))| d.endpoint == endpoint).map(|(id, _)| (*id, ())).collect();
+        page_after(&order, page, |id| Some(inner.deliveries[&id].0.clone()))
+    }
+
+    async fn fan_out(&self, now: Timestamp, limit: usize, ids: &dyn IdGenerator) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let start = inner.published;
+        let end = inner.outbox.len().min(start.saturating_add(limit));
+        for (index, event) in inner.outbox[start..end].iter().enumerate() {
+            let event_id = i64::try_from(start + index + 1).unwrap_or(i64::MAX);
+            for (endpoint, _) in inner
+                .endpoints
+                .values()
+                .filter(|(e, deleted)| deleted.is_none() && e.events.contains(&event.kind) && e.created_at <= event.at)
+            {
+                let accounts: Vec<AccountId> = event
+                    .accounts
+                    .iter()
+                    .copied()
+                    .filter(|a| inner.book.account(*a).is_some_and(|a| a.owner == Some(endpoint.owner)))
+                    .collect();
+                if accounts.is_empty() {
+                    continue;
+                }
+                let delivery = Delivery {
+                    id: DeliveryId(ids.next_id()),
+                    endpoint: endpoint.id,
+                    event_id,
+                    event_type: event.kind,
+                    body: payload(event_id, event, &accounts),
+                    state: DeliveryState::Pending,
+                    attempts: Vec::new(),
+                    next_attempt_at: Some(now),
+                    created_at: now,
+                };
+                inner.deliveries.insert(delivery.id, (delivery, None, 0));
+            }
+        }
+        inner.published = end;
+        Ok(end - start)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+        per_endpoint: usize,
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let live = |id: &EndpointId| inner.endpoints.get(id).is_some_and(|(_, deleted)| deleted.is_none());
+        let mut in_flight: HashMap<EndpointId, usize> = HashMap::new();
+        for (delivery, leased, _) in inner.deliveries.values() {
+            if delivery.state == DeliveryState::Pending && leased.is_some_and(|until| until > now) {
+                *in_flight.entry(delivery.endpoint).or_default() += 1;
+            }
+        }
+        let mut due: Vec<(Timestamp, DeliveryId)> = inner
+            .deliveries
+            .values()
+            .filter(|(d, leased, _)| {
+                d.state == DeliveryState::Pending
+                    && d.next_attempt_at.is_some_and(|at| at <= now)
+                    && leased.is_none_or(|until| until <= now)
+                    && live(&d.endpoint)
+            })
+            .map(|(d, _, _)| (d.next_attempt_at.unwrap_or(now), d.id))
+            .collect();
+        due.sort();
+        let mut jobs = Vec::new();
+        for (_, id) in due {
+            if jobs.len() == limit {
+                break;
+            }
+            let (delivery, leased, claims) = inner.deliveries.get_mut(&id).expect("listed above");
+            let busy = in_flight.entry(delivery.endpoint).or_default();
+            if *busy >= per_endpoint {
+                continue;
+            }
+            *busy += 1;
+            *leased = Some(now.saturating_add(lease));
+            *claims += 1;
+            let endpoint = &inner.endpoints[&delivery.endpoint].0;
+            jobs.push(DeliveryJob {
+                delivery: id,
+                endpoint: endpoint.id,
+                url: endpoint.url.clone(),
+                secret: endpoint.secret.clone(),
+                event_type: delivery.event_type,
+                body: delivery.body.clone(),
+                attempt: *claims,
+            });
+        }
+        Ok(jobs)
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        attempt: DeliveryAttempt,
+        next: DeliveryNext,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let Some((delivery, leased, _)) = inner.deliveries.get_mut(&id) else { return Ok(()) };
+        *leased = None;
+        delivery.attempts.push(attempt);
+        // Only a pending delivery moves (a late answer after a lease ran out changes nothing).
+        if delivery.state == DeliveryState::Pending {
+            (delivery.state, delivery.next_attempt_at) = next.outcome();
+        }
+        Ok(())
+    }
+
+    async fn webhook_backlog(&self) -> Result<WebhookBacklog, StoreError> {
+        let inner = self.lock();
+        Ok(WebhookBacklog {
+            unpublished_events: (inner.outbox.len() - inner.published) as u64,
+            pending_deliveries: inner
+                .deliveries
+                .values()
+                .filter(|(d, _, _)| {
+                    d.state == DeliveryState::Pending
+                        && inner.endpoints.get(&d.endpoint).is_some_and(|(_, deleted)| deleted.is_none())
+                })
+                .count() as u64,
+        })
     }
 }
 

@@ -18,6 +18,7 @@
 //! A circuit breaker counts consecutive failures of the bank; once open, no item is claimed (they
 //! wait, without burning retries) until a probe after the cool-down succeeds.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,8 +80,14 @@ pub enum Step {
 /// The retry delay before attempt `attempt + 1`: full jitter over an exponentially growing
 /// ceiling, `random % min(cap, base * 2^(attempt - 1))`. `random` is any uniformly drawn number.
 pub fn backoff(config: &PipelineConfig, attempt: u32, random: u64) -> Duration {
-    let base = u64::try_from(config.backoff_base.as_millis()).unwrap_or(u64::MAX).max(1);
-    let cap = u64::try_from(config.backoff_cap.as_millis()).unwrap_or(u64::MAX).max(1);
+    backoff_delay(config.backoff_base, config.backoff_cap, attempt, random)
+}
+
+/// Full jitter under `min(cap, base * 2^(attempt - 1))`, in whole milliseconds: the one backoff
+/// rule of the payout pipeline and the webhook relay.
+pub fn backoff_delay(base: Duration, cap: Duration, attempt: u32, random: u64) -> Duration {
+    let base = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
+    let cap = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
     let ceiling = base.saturating_mul(1_u64 << attempt.saturating_sub(1).min(32)).min(cap);
     Duration::from_millis(random % (ceiling + 1))
 }
@@ -190,6 +197,52 @@ pub struct PassReport {
     pub skipped: usize,
 }
 
+/// Running totals of every pass, for metrics.
+#[derive(Debug, Default)]
+pub struct PipelineTotals {
+    /// Items claimed.
+    pub claimed: AtomicU64,
+    /// Settled or credited.
+    pub completed: AtomicU64,
+    /// Refused by the bank.
+    pub failed: AtomicU64,
+    /// Sent to manual review.
+    pub manual_review: AtomicU64,
+    /// Put back for a retry.
+    pub retried: AtomicU64,
+    /// Left alone.
+    pub skipped: AtomicU64,
+}
+
+impl PipelineTotals {
+    /// The totals as one report.
+    pub fn report(&self) -> PassReport {
+        let load = |c: &AtomicU64| usize::try_from(c.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        PassReport {
+            claimed: load(&self.claimed),
+            completed: load(&self.completed),
+            failed: load(&self.failed),
+            manual_review: load(&self.manual_review),
+            retried: load(&self.retried),
+            skipped: load(&self.skipped),
+        }
+    }
+
+    /// Adds one pass.
+    pub fn add(&self, report: &PassReport) {
+        for (counter, n) in [
+            (&self.claimed, report.claimed),
+            (&self.completed, report.completed),
+            (&self.failed, report.failed),
+            (&self.manual_review, report.manual_review),
+            (&self.retried, report.retried),
+            (&self.skipped, report.skipped),
+        ] {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The pipeline over a store and a bank.
 pub struct Pipeline<S: ?Sized, P: ?Sized> {
     store: Arc<S>,
@@ -198,6 +251,7 @@ pub struct Pipeline<S: ?Sized, P: ?Sized> {
     ids: Arc<dyn IdGenerator>,
     config: PipelineConfig,
     breaker: Breaker,
+    totals: PipelineTotals,
 }
 
 impl<S: ?Sized, P: ?Sized> std::fmt::Debug for Pipeline<S, P> {
@@ -220,12 +274,17 @@ where
         config: PipelineConfig,
     ) -> Pipeline<S, P> {
         let breaker = Breaker::new(config.breaker_failures, config.breaker_cooldown);
-        Pipeline { store, bank, clock, ids, config, breaker }
+        Pipeline { store, bank, clock, ids, config, breaker, totals: PipelineTotals::default() }
     }
 
     /// The breaker (for metrics).
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// Totals over every pass so far (for metrics).
+    pub fn totals(&self) -> &PipelineTotals {
+        &self.totals
     }
 
     /// One pass: claims due items (unless the breaker is open) and drives each one step.
@@ -237,10 +296,15 @@ where
         }
         let claims = self.store.claim(self.clock.now(), self.config.lease, self.config.batch).await?;
         report.claimed = claims.len();
+        let mut result = Ok(());
         for claim in claims {
-            self.process(claim, random(), &mut report).await?;
+            result = self.process(claim, random(), &mut report).await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(report)
+        self.totals.add(&report);
+        result.map(|()| report)
     }
 
     async fn advance(&self, payout: &Payout, to: PayoutStatus, note: Option<String>) -> Result<bool, StoreError> {

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use crate::webhook::WebhookStore;
 use uuid::Uuid;
 
 use crate::account::{Account, AccountError, AccountKind, AccountStatus, Balance, NewAccount};
@@ -343,9 +345,12 @@ pub trait UserStore: Send + Sync {
 }
 
 /// Every storage port at once: what the service needs from a store.
-pub trait FullStore: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + 'static {}
+pub trait FullStore:
+    LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + WebhookStore + 'static
+{
+}
 
-impl<T: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + 'static> FullStore for T {}
+impl<T: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + WebhookStore + 'static> FullStore for T {}
 
 /// A payout claimed from the queue, leased to one worker until `locked_until`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -392,6 +397,18 @@ pub trait PayoutQueue: Send + Sync {
 
     /// Every call made to the bank for a payout, oldest first.
     async fn attempts(&self, id: PayoutId) -> Result<Vec<Attempt>, StoreError>;
+
+    /// How many items are queued (PENDING or PROCESSING) and when the oldest was created.
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+}
+
+/// The payout queue's size, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Items not yet terminal or in manual review.
+    pub depth: u64,
+    /// When the oldest of them was created.
+    pub oldest_created_at: Option<Timestamp>,
 }
 
 /// Idempotency records, scoped per user.

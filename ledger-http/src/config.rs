@@ -119,6 +119,31 @@ pub struct Config {
     #[arg(long, env = "LEDGER_SIM_LATENCY_MAX_MS", default_value_t = 10_000)]
     pub sim_latency_max_ms: u64,
 
+    /// Outbound webhooks: accept endpoint URLs on loopback, private or link-local addresses
+    /// (off by default: the relay must not be aimed at internal services; tests and local demos turn it on).
+    #[arg(long, env = "LEDGER_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// In-process webhook relay: deliveries sent at once (0 turns the in-process relay off).
+    #[arg(long, env = "LEDGER_WEBHOOK_CONCURRENCY", default_value_t = 2)]
+    pub webhook_concurrency: usize,
+
+    /// Webhook relay: how long one delivery attempt may take, in milliseconds.
+    #[arg(long, env = "LEDGER_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Webhook relay: attempts before a delivery is dead-lettered.
+    #[arg(long, env = "LEDGER_WEBHOOK_ATTEMPTS_MAX", default_value_t = 8)]
+    pub webhook_attempts_max: u32,
+
+    /// Webhook relay: first retry delay ceiling, in milliseconds (doubles per attempt, full jitter).
+    #[arg(long, env = "LEDGER_WEBHOOK_BACKOFF_BASE_MS", default_value_t = 5_000)]
+    pub webhook_backoff_base_ms: u64,
+
+    /// Webhook relay: largest retry delay, in milliseconds.
+    #[arg(long, env = "LEDGER_WEBHOOK_BACKOFF_CAP_MS", default_value_t = 3_600_000)]
+    pub webhook_backoff_cap_ms: u64,
+
     /// Log format: `json` (default) or `text`.
     #[arg(long, env = "LEDGER_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

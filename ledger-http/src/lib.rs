@@ -42,10 +42,12 @@ use api::money::MoneyApi;
 use api::payouts::PayoutsApi;
 use api::service::ServiceApi;
 use api::users::UsersApi;
+use api::webhook_endpoints::WebhookEndpointsApi;
 use api::webhooks::WebhooksApi;
 
 /// Every API group, as one OpenAPI service.
-pub type Apis = (ServiceApi, UsersApi, AccountsApi, MoneyApi, FxApi, HoldsApi, PayoutsApi, WebhooksApi);
+pub type Apis =
+    (ServiceApi, UsersApi, AccountsApi, MoneyApi, FxApi, HoldsApi, PayoutsApi, WebhooksApi, WebhookEndpointsApi);
 
 /// The OpenAPI service over `state`.
 pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
@@ -58,6 +60,7 @@ pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
         HoldsApi { state: state.clone() },
         PayoutsApi { state: state.clone() },
         WebhooksApi { state: state.clone() },
+        WebhookEndpointsApi { state: state.clone() },
     );
     OpenApiService::new(apis, "Ledger API", env!("CARGO_PKG_VERSION")).description(
         "A double-entry ledger for money movement. Amounts are integer micros (1 unit = 1,000,000 micros). \
@@ -108,8 +111,10 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections, lets in-flight requests finish (up to 30 s), and waits.
+    /// Stops accepting connections and the in-process background loops (each finishes the pass in
+    /// hand), lets in-flight requests finish (up to 30 s), and waits.
     pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.state.background_stop.send(true);
         let _ = self.stop.send(());
         self.task.await.map_err(std::io::Error::other)?
     }
@@ -139,58 +144,96 @@ fn spawn_housekeeping(state: Arc<AppState>) {
 /// Runs the payout pipeline in this process against the simulated bank: always in memory mode,
 /// and on PostgreSQL when `LEDGER_INPROCESS_WORKERS=true` (otherwise the payout worker processes
 /// do it). Each of `worker_concurrency` tasks claims one item at a time.
-fn spawn_pipeline(state: &Arc<AppState>) {
+/// Runs the payout pipeline and the webhook relay in this process: always on the in-memory store,
+/// on PostgreSQL only with `LEDGER_INPROCESS_WORKERS=true` (otherwise `ledger-payout-worker` does).
+fn spawn_background(state: &Arc<AppState>) -> Result<(), state::StartError> {
     let in_memory = matches!(state.storage, state::Storage::Memory);
-    if (!in_memory && !state.config.inprocess_workers) || state.config.worker_concurrency == 0 {
-        return;
+    if !in_memory && !state.config.inprocess_workers {
+        return Ok(());
     }
     let config = &state.config;
-    let bank = Arc::new(ledger_store_pg::system::SimulatedBank::new(ledger_store_pg::system::SimulatorConfig {
-        success_percent: config.sim_success_percent.min(100),
-        latency_min: Duration::from_millis(config.sim_latency_min_ms),
-        latency_max: Duration::from_millis(config.sim_latency_max_ms),
-        failure: ledger_store_pg::system::SimulatedFailure::parse(&config.sim_failure),
-    }));
-    let pipeline_config = ledger_core::pipeline::PipelineConfig { batch: 1, ..Default::default() };
-    let pipeline = Arc::new(ledger_core::pipeline::Pipeline::new(
-        state.store.clone(),
-        bank,
-        state.clock.clone(),
-        Arc::new(ledger_store_pg::system::UuidV7),
-        pipeline_config,
-    ));
-    tracing::info!(
-        workers = config.worker_concurrency,
-        "payout pipeline running in-process against the simulated bank"
-    );
-    for _ in 0..config.worker_concurrency {
-        let (pipeline, state) = (pipeline.clone(), state.clone());
-        tokio::spawn(async move {
-            let poll = Duration::from_millis(state.config.worker_poll_ms.max(1));
-            loop {
-                match pipeline.run_once(&mut ledger_store_pg::system::random_u64).await {
-                    Ok(report) => {
-                        for (status, count) in [
-                            ("COMPLETED", report.completed),
-                            ("FAILED", report.failed),
-                            ("MANUAL_REVIEW", report.manual_review),
-                        ] {
-                            if count > 0 {
-                                state.metrics.add("ledger_payouts_total", status, count as u128);
-                            }
-                        }
-                        if report.claimed == 0 {
-                            tokio::time::sleep(poll).await;
+    let poll = Duration::from_millis(config.worker_poll_ms.max(1));
+    let pipeline = (config.worker_concurrency > 0).then(|| {
+        let bank: Arc<dyn ledger_core::PayoutProvider> =
+            Arc::new(ledger_store_pg::system::SimulatedBank::new(ledger_store_pg::system::SimulatorConfig {
+                success_percent: config.sim_success_percent.min(100),
+                latency_min: Duration::from_millis(config.sim_latency_min_ms),
+                latency_max: Duration::from_millis(config.sim_latency_max_ms),
+                failure: ledger_store_pg::system::SimulatedFailure::parse(&config.sim_failure),
+            }));
+        let pipeline_config = ledger_core::pipeline::PipelineConfig { batch: 1, ..Default::default() };
+        Arc::new(ledger_core::pipeline::Pipeline::new(
+            state.store.clone(),
+            bank,
+            state.clock.clone(),
+            Arc::new(ledger_store_pg::system::UuidV7),
+            pipeline_config,
+        ))
+    });
+    let relay = if config.webhook_concurrency > 0 {
+        let transport = ledger_store_pg::system::HttpTransport::new(Duration::from_millis(config.webhook_timeout_ms))
+            .map_err(|e| state::StartError::Other(format!("webhook HTTP client: {e}")))?;
+        let transport: Arc<dyn ledger_core::webhook::WebhookTransport> = Arc::new(transport);
+        Some(Arc::new(ledger_core::webhook::Relay::new(
+            state.store.clone(),
+            transport,
+            state.clock.clone(),
+            Arc::new(ledger_store_pg::system::UuidV7),
+            relay_config(config),
+        )))
+    } else {
+        None
+    };
+    if let Some(pipeline) = &pipeline {
+        tracing::info!(
+            workers = config.worker_concurrency,
+            "payout pipeline running in-process against the simulated bank"
+        );
+        for _ in 0..config.worker_concurrency {
+            let (pipeline, state, stop) = (pipeline.clone(), state.clone(), state.background_stop.subscribe());
+            tokio::spawn(ledger_store_pg::system::run_passes("payout pipeline", poll, stop, move || {
+                let (pipeline, state) = (pipeline.clone(), state.clone());
+                async move {
+                    let report = pipeline.run_once(&mut ledger_store_pg::system::random_u64).await?;
+                    for (status, count) in [
+                        ("COMPLETED", report.completed),
+                        ("FAILED", report.failed),
+                        ("MANUAL_REVIEW", report.manual_review),
+                    ] {
+                        if count > 0 {
+                            state.metrics.add("ledger_payouts_total", status, count as u128);
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "payout pipeline pass failed");
-                        tokio::time::sleep(poll).await;
-                    }
+                    Ok(report.claimed > 0)
                 }
-            }
-        });
+            }));
+        }
     }
+    if let Some(relay) = &relay {
+        tracing::info!(concurrency = config.webhook_concurrency, "webhook relay running in-process");
+        for _ in 0..config.webhook_concurrency {
+            let (relay, stop) = (relay.clone(), state.background_stop.subscribe());
+            tokio::spawn(ledger_store_pg::system::run_passes("webhook relay", poll, stop, move || {
+                let relay = relay.clone();
+                async move {
+                    let report = relay.run_once(&mut ledger_store_pg::system::random_u64).await?;
+                    Ok(report.claimed > 0 || report.fanned_out > 0)
+                }
+            }));
+        }
+    }
+    let _ = state.background.set(state::Background { pipeline, relay });
+    Ok(())
+}
+
+/// The relay's settings from the service's configuration.
+fn relay_config(config: &config::Config) -> ledger_core::webhook::RelayConfig {
+    ledger_core::webhook::RelayConfig::with_retries(
+        Duration::from_millis(config.webhook_timeout_ms),
+        config.webhook_attempts_max,
+        Duration::from_millis(config.webhook_backoff_base_ms),
+        Duration::from_millis(config.webhook_backoff_cap_ms),
+    )
 }
 
 async fn expire_holds(state: &AppState) {
@@ -231,7 +274,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .ok_or_else(|| StartError::Other("listener has no address".into()))?;
     let (stop, stopped) = oneshot::channel::<()>();
     spawn_housekeeping(state.clone());
-    spawn_pipeline(&state);
+    spawn_background(&state)?;
     let endpoint = app(state.clone());
     let task = tokio::spawn(async move {
         Server::new_with_acceptor(acceptor)

@@ -43,6 +43,18 @@ pub struct AppState {
     pub limits: crate::rate_limit::Limits,
     /// The Redis idempotency fast path, when `REDIS_URL` is set.
     pub cache: Option<crate::cache::IdempotencyCache>,
+    /// The payout pipeline and webhook relay, when they run in this process (for metrics).
+    pub background: std::sync::OnceLock<Background>,
+    /// Turned true at shutdown: the background loops stop after the pass in hand.
+    pub background_stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// The background work running in-process.
+pub struct Background {
+    /// The payout pipeline, if running.
+    pub pipeline: Option<Arc<ledger_core::pipeline::Pipeline<dyn FullStore, dyn ledger_core::PayoutProvider>>>,
+    /// The webhook relay, if running.
+    pub relay: Option<Arc<ledger_core::webhook::Relay<dyn FullStore, dyn ledger_core::webhook::WebhookTransport>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -96,7 +108,19 @@ impl AppState {
             Some(url) => Some(crate::cache::IdempotencyCache::start(url).await.map_err(StartError::Config)?),
             None => None,
         };
-        let state = AppState { config, store, ledger, auth, metrics: Arc::default(), storage, clock, limits, cache };
+        let state = AppState {
+            config,
+            store,
+            ledger,
+            auth,
+            metrics: Arc::default(),
+            storage,
+            clock,
+            limits,
+            cache,
+            background: std::sync::OnceLock::new(),
+            background_stop: tokio::sync::watch::Sender::new(false),
+        };
         state.open_house_accounts().await?;
         state.ensure_admin().await?;
         Ok(Arc::new(state))

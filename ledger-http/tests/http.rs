@@ -940,3 +940,176 @@ async fn admins_resolve_manual_review_and_return_completed_payouts() {
     );
     s.stop().await;
 }
+
+/// The requests a receiver got: headers and body of each.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(poem::http::HeaderMap, Vec<u8>)>>>;
+
+/// A local webhook receiver: records every request and answers `status`.
+struct Receiver {
+    url: String,
+    seen: Seen,
+}
+
+async fn receiver(status: u16) -> Receiver {
+    use poem::listener::{Acceptor, Listener};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = poem::endpoint::make(move |request: poem::Request| {
+        let record = record.clone();
+        async move {
+            let headers = request.headers().clone();
+            let body = request.into_body().into_vec().await.unwrap_or_default();
+            record.lock().unwrap().push((headers, body));
+            poem::Response::builder().status(poem::http::StatusCode::from_u16(status).unwrap()).finish()
+        }
+    });
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    Receiver { url: format!("http://{addr}/hook"), seen }
+}
+
+async fn webhook_server(backend: Backend, attempts_max: u32) -> Server {
+    server_with(backend, |config| {
+        config.inprocess_workers = true;
+        config.webhook_concurrency = 2;
+        config.worker_poll_ms = 10;
+        config.webhook_allow_private = true;
+        config.webhook_timeout_ms = 2_000;
+        config.webhook_attempts_max = attempts_max;
+        config.webhook_backoff_base_ms = 10;
+        config.webhook_backoff_cap_ms = 40;
+    })
+    .await
+}
+
+async fn create_endpoint(s: &Server, token: &str, url: &str, events: Value) -> Reply {
+    s.post("/v1/webhook-endpoints", token, json!({"url": url, "events": events})).await
+}
+
+/// Polls the delivery log until `done` holds for it (or fails after 20 s).
+async fn wait_for_deliveries(s: &Server, token: &str, endpoint: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    for _ in 0..400 {
+        let reply = s.get(&format!("/v1/webhook-endpoints/{endpoint}/deliveries"), token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let items = reply.body["items"].as_array().unwrap().clone();
+        if done(&items) {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the deliveries of {endpoint} never got there");
+}
+
+async fn outbound_webhooks_are_signed_owned_and_logged(backend: Backend) {
+    let s = webhook_server(backend, 5).await;
+    let hook = receiver(204).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    for (url, events, field) in [
+        ("ftp://example.com/", json!(["deposit.credited"]), "url"),
+        ("https://user:pw@example.com/", json!(["deposit.credited"]), "url"),
+        (hook.url.as_str(), json!([]), "events"),
+        (hook.url.as_str(), json!(["money.printed"]), "events"),
+    ] {
+        let reply = create_endpoint(&s, &alice, url, events).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert_eq!(reply.body["errors"][0]["field"], json!(field), "{}", reply.body);
+    }
+    let created = create_endpoint(&s, &alice, &hook.url, json!(["deposit.credited", "transfer.created"])).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_") && secret.len() == 6 + 64, "{secret}");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let listed = s.get("/v1/webhook-endpoints", &alice).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    assert!(listed.body["items"][0].get("secret").is_none(), "the secret is shown only at creation");
+    assert!(s.get(&format!("/v1/webhook-endpoints/{id}"), &alice).await.body.get("secret").is_none());
+    for path in [format!("/v1/webhook-endpoints/{id}"), format!("/v1/webhook-endpoints/{id}/deliveries")] {
+        assert_eq!(s.get(&path, &bob).await.status, StatusCode::NOT_FOUND, "bob cannot see alice's endpoint");
+    }
+    let bobs_delete = s.call(Method::DELETE, &format!("/v1/webhook-endpoints/{id}"), Some(&bob), None, None).await;
+    assert_eq!(bobs_delete.status, StatusCode::NOT_FOUND);
+    assert!(s.get("/v1/webhook-endpoints", &bob).await.body["items"].as_array().unwrap().is_empty());
+
+    let from = s.open_account(&alice, "USD").await;
+    let to = s.open_account(&bob, "USD").await;
+    s.fund(&from, 10_000_000).await;
+    let moved = s
+        .transfer(&alice, "t-1", json!({"from_account_id": from, "to_account_id": to, "amount_micros": 1_000_000}))
+        .await;
+    assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
+    let log = wait_for_deliveries(&s, &alice, &id, |items| {
+        items.len() == 2 && items.iter().all(|d| d["state"] == json!("delivered"))
+    })
+    .await;
+    assert!(log.iter().all(|d| d["attempts"][0]["status_code"] == json!(204) && d["dead_lettered"] == json!(false)));
+    let seen = hook.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one POST per delivery");
+    let mut kinds = Vec::new();
+    for (headers, body) in &seen {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let now = chrono::Utc::now().timestamp();
+        ledger_core::signature::verify(secret.as_bytes(), &header("x-signature"), body, now)
+            .expect("the receiver verifies our signature with the endpoint's secret");
+        assert!(ledger_core::signature::verify(b"another secret", &header("x-signature"), body, now).is_err());
+        let event: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(event["type"], json!(header("x-ledger-event")));
+        assert_eq!(event["data"]["account_ids"], json!([from]), "only alice's own account: {event}");
+        assert!(log.iter().any(|d| d["id"] == json!(header("x-ledger-delivery")) && d["event_id"] == event["id"]));
+        kinds.push(header("x-ledger-event"));
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["deposit.credited", "transfer.created"]);
+
+    let deleted = s.call(Method::DELETE, &format!("/v1/webhook-endpoints/{id}"), Some(&alice), None, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.get(&format!("/v1/webhook-endpoints/{id}"), &alice).await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_outbound_webhooks_are_signed_owned_and_logged() {
+    outbound_webhooks_are_signed_owned_and_logged(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outbound_webhooks_are_signed_owned_and_logged() {
+    outbound_webhooks_are_signed_owned_and_logged(Backend::Postgres).await;
+}
+
+async fn a_receiver_that_is_down_gets_retries_then_a_dead_letter(backend: Backend) {
+    let s = webhook_server(backend, 3).await;
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let token = s.register("dora").await;
+    let created =
+        create_endpoint(&s, &token, &format!("http://127.0.0.1:{port}/down"), json!(["deposit.credited"])).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let account = s.open_account(&token, "USD").await;
+    s.fund(&account, 1_000_000).await;
+    let log =
+        wait_for_deliveries(&s, &token, &id, |items| items.len() == 1 && items[0]["dead_lettered"] == json!(true))
+            .await;
+    let attempts = log[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{}", log[0]);
+    assert!(attempts.iter().all(|a| a["error"] == json!("could not connect") && a.get("status_code").is_none()));
+    assert_eq!(log[0]["state"], json!("dead_lettered"));
+    assert!(log[0].get("next_attempt_at").is_none());
+    let metrics = s.client.get(format!("{}/metrics", s.running.url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ledger_webhook_deliveries_total{result=\"dead_lettered\"} 1"), "{metrics}");
+    assert!(metrics.contains("ledger_webhook_deliveries_total{result=\"retried\"} 2"), "{metrics}");
+    assert!(metrics.contains("ledger_webhook_pending_deliveries 0"), "{metrics}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_receiver_that_is_down_gets_retries_then_a_dead_letter() {
+    a_receiver_that_is_down_gets_retries_then_a_dead_letter(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_receiver_that_is_down_gets_retries_then_a_dead_letter() {
+    a_receiver_that_is_down_gets_retries_then_a_dead_letter(Backend::Postgres).await;
+}

@@ -626,15 +626,16 @@ async fn write_events(conn: &mut PgConnection, events: &[Event]) -> Result<(), s
         format!("{{{}}}", ids.join(","))
     };
     sqlx::query(
-        "INSERT INTO outbox (event_type, entry_id, hold_id, payout_id, account_ids, created_at) \
-         SELECT kind, entry, hold, payout, accounts::uuid[], at \
-         FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[]) \
-              AS u(kind, entry, hold, payout, accounts, at)",
+        "INSERT INTO outbox (event_type, entry_id, hold_id, payout_id, payout_status, account_ids, created_at) \
+         SELECT kind, entry, hold, payout, status, accounts::uuid[], at \
+         FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) \
+              AS u(kind, entry, hold, payout, status, accounts, at)",
     )
     .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.entry.map(|x| x.0)).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.hold.map(|x| x.0)).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.payout.map(|x| x.0)).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payout_status.map(|s| s.as_str())).collect::<Vec<_>>())
     .bind(events.iter().map(accounts).collect::<Vec<_>>())
     .bind(events.iter().map(|e| ts(e.at)).collect::<Vec<_>>())
     .execute(&mut *conn)

@@ -42,6 +42,7 @@ mod snapshot;
 pub mod system;
 pub mod testing;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ledger_core::ports::{Attempt, Claim};
+use ledger_core::ports::{Attempt, Claim, QueueStats};
 use ledger_core::{PayoutId, PayoutQueue, StoreError, Timestamp};
 
 use crate::execute::attach_history;
@@ -102,5 +102,17 @@ impl PayoutQueue for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*) AS depth, min(created_at) AS oldest FROM payouts WHERE next_attempt_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let depth: i64 = get(&row, "depth")?;
+        let oldest: Option<chrono::DateTime<chrono::Utc>> = get(&row, "oldest")?;
+        Ok(QueueStats { depth: u64::try_from(depth).unwrap_or(0), oldest_created_at: oldest.map(rows::from_ts) })
     }
 }

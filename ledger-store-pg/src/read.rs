@@ -21,14 +21,14 @@ use crate::{PgStore, db};
 
 /// Keeps the first `limit` of `limit + 1` fetched items and makes the next cursor from the last
 /// kept one when there were more.
-fn page_of<T>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn page_of<T>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
     let more = items.len() > limit;
     items.truncate(limit);
     let next_cursor = if more { items.last().map(cursor) } else { None };
     Page { items, next_cursor }
 }
 
-fn uuid_cursor(page: &PageRequest) -> Result<Option<Uuid>, StoreError> {
+pub(crate) fn uuid_cursor(page: &PageRequest) -> Result<Option<Uuid>, StoreError> {
     page.cursor.as_deref().map(|c| c.parse::<Uuid>().map_err(|_| StoreError::BadCursor)).transpose()
 }
 

@@ -237,3 +237,67 @@ impl SimulatedBank {
         })
     }
 }
+
+/// Sends webhook deliveries over HTTP: one POST per attempt, no redirects followed (a receiver
+/// cannot bounce our signed request elsewhere), bounded by a timeout. Plain `http://` only in this
+/// build (reqwest without a TLS backend); put an egress proxy in front for `https://` receivers.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// A transport whose every request gives up after `timeout`.
+    pub fn new(timeout: std::time::Duration) -> Result<HttpTransport, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ledger-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(HttpTransport { client })
+    }
+}
+
+#[async_trait::async_trait]
+impl ledger_core::webhook::WebhookTransport for HttpTransport {
+    async fn post(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> Result<u16, String> {
+        let mut request = self.client.post(url).body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        match request.send().await {
+            Ok(response) => Ok(response.status().as_u16()),
+            // The owner reads this in the delivery log: say what happened, not our internals.
+            Err(error) if error.is_timeout() => Err("timed out".to_owned()),
+            Err(error) if error.is_connect() => Err("could not connect".to_owned()),
+            Err(error) if error.is_builder() => Err("invalid URL".to_owned()),
+            Err(_) => Err("request failed".to_owned()),
+        }
+    }
+}
+
+/// Drives a background pass (a payout pipeline or webhook relay pass) until `stop` turns true:
+/// again at once after a pass that found work, after `poll` when idle or after an error (logged).
+/// A pass in progress always finishes; `stop` is looked at between passes.
+pub async fn run_passes<F, Fut>(
+    what: &'static str,
+    poll: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ledger_core::StoreError>>,
+{
+    while !*stop.borrow() {
+        match pass().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "{what} pass failed; retrying after the poll interval"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            // A dropped sender means no stop will come: keep to the poll interval.
+            Ok(()) = stop.changed() => {}
+        }
+    }
+}

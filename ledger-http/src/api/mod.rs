@@ -10,6 +10,7 @@ pub mod money;
 pub mod payouts;
 pub mod service;
 pub mod users;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use ledger_core::ports::PageRequest;
@@ -28,6 +29,8 @@ pub enum Tag {
     Accounts,
     /// Transfers, exchanges, holds and transactions.
     Money,
+    /// Outbound webhook endpoints and their delivery logs.
+    Webhooks,
 }
 
 /// The most items a page may hold.

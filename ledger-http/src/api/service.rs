@@ -73,7 +73,19 @@ impl ServiceApi {
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> MetricsResponse {
         if self.state.config.metrics {
-            MetricsResponse::Ok(PlainText(self.state.metrics.render()))
+            let state = &self.state;
+            let mut text = state.metrics.render();
+            let background = state.background.get();
+            let pipeline = background.and_then(|b| b.pipeline.as_ref());
+            // The queue and backlog are read from storage, so they are true whoever runs the work.
+            let worker = ledger_core::metrics::WorkerMetrics {
+                pipeline: pipeline.map(|p| (p.totals(), p.breaker().state())),
+                relay: background.and_then(|b| b.relay.as_ref()).map(|r| r.totals()),
+                queue: state.store.queue_stats().await.ok().map(|q| (q, state.ledger.now())),
+                backlog: state.store.webhook_backlog().await.ok(),
+            };
+            worker.render(&mut text);
+            MetricsResponse::Ok(PlainText(text))
         } else {
             MetricsResponse::Disabled
         }

@@ -10,14 +10,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use ledger_core::signature;
+pub use ledger_core::signature::sign;
 use ledger_core::{AccountId, AccountKind, Command, Deposit, UserId};
 use poem::Request;
 use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sha2::Sha256;
 use uuid::Uuid;
 
 use super::Tag;
@@ -26,9 +26,6 @@ use crate::context::RawBody;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::{self, Idempotent, Render};
 use crate::state::AppState;
-
-/// How far a signature's timestamp may be from our clock.
-pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
 /// The idempotency scope of bank events: the nil UUID, which no user can have.
 pub const BANK_SCOPE: UserId = UserId(Uuid::nil());
@@ -74,39 +71,11 @@ pub enum Credited {
     Ok(Json<DepositCredited>),
 }
 
-/// Checks `X-Signature: t=<unix>,v1=<hex>` over `t + "." + body` with `secret`.
+/// Checks `X-Signature: t=<unix>,v1=<hex>` over `t + "." + body` with `secret`
+/// ([`ledger_core::signature`], the scheme outbound deliveries are signed with too).
 pub fn verify_signature(secret: &[u8], header: &str, body: &[u8], now_secs: i64) -> Result<(), ApiError> {
-    let unauthorized = |why: &str| ApiError::Unauthorized(format!("webhook signature rejected: {why}"));
-    let mut timestamp = None;
-    let mut signature = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
-            Some(("v1", value)) => signature = hex::decode(value).ok(),
-            _ => {}
-        }
-    }
-    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err(unauthorized("expected t=<unix seconds>,v1=<hex>"));
-    };
-    if (now_secs - timestamp).abs() > SIGNATURE_TOLERANCE_SECS {
-        return Err(unauthorized("timestamp outside the 5 minute window"));
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(ApiError::internal)?;
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    // verify_slice compares in constant time.
-    mac.verify_slice(&signature).map_err(|_| unauthorized("signature does not match"))
-}
-
-/// Signs a body as the bank does (for tests and for the outbound webhooks).
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    signature::verify(secret, header, body, now_secs)
+        .map_err(|why| ApiError::Unauthorized(format!("webhook signature rejected: {why}")))
 }
 
 #[OpenApi(tag = "Tag::Money")]

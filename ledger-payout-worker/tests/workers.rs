@@ -1,5 +1,7 @@
 //! Real worker processes on a real PostgreSQL: several workers share the queue without ever
-//! paying twice, and a worker killed while the bank's answer is in flight loses nothing.
+//! paying twice, a worker killed while the bank's answer is in flight loses nothing, the breaker
+//! holds items while the bank is down, and the whole stack (service plus two workers, one killed)
+//! completes payouts made through the API and delivers their webhooks.
 
 use std::collections::HashMap;
 use std::process::{Child, Command};

@@ -62,6 +62,7 @@
 
 mod account;
 mod book;
+pub mod chain;
 mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

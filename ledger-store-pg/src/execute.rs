@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
+use ledger_core::chain;
 use ledger_core::ports::{IdempotencyWrite, Outcome, Submission};
 use ledger_core::{
     AccountId, Book, ChangeSet, Command, EntryFacts, EntryId, Event, Hold, HoldId, JournalEntry, Leg, Micros, Payout,
@@ -577,22 +578,72 @@ async fn write_entries(conn: &mut PgConnection, entries: &[JournalEntry]) -> Res
 
     let postings: Vec<_> = entries
         .iter()
-        .flat_map(|e| e.postings().iter().enumerate().map(move |(i, p)| (e.id(), i, p, e.created_at())))
+        .flat_map(|e| e.postings().iter().enumerate().map(move |(i, p)| (e, i16::try_from(i).unwrap_or(i16::MAX), p)))
         .collect();
+    let hashes = chain_links(conn, &postings).await?;
     sqlx::query(
-        "INSERT INTO postings (entry_id, position, account_id, currency, amount_micros, balance_after_micros, created_at) \
-         SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::uuid[], $4::text[], $5::int8[], $6::int8[], $7::timestamptz[])",
+        "INSERT INTO postings (entry_id, position, account_id, currency, amount_micros, balance_after_micros, created_at, \
+                               chain_hash) \
+         SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::uuid[], $4::text[], $5::int8[], $6::int8[], $7::timestamptz[], \
+                              $8::bytea[])",
     )
-    .bind(postings.iter().map(|(e, ..)| e.0).collect::<Vec<_>>())
-    .bind(postings.iter().map(|(_, i, ..)| i16::try_from(*i).unwrap_or(i16::MAX)).collect::<Vec<_>>())
-    .bind(postings.iter().map(|(_, _, p, _)| p.account.0).collect::<Vec<_>>())
-    .bind(postings.iter().map(|(_, _, p, _)| p.currency.code().to_owned()).collect::<Vec<_>>())
-    .bind(postings.iter().map(|(_, _, p, _)| p.amount.get()).collect::<Vec<_>>())
-    .bind(postings.iter().map(|(_, _, p, _)| p.balance_after.get()).collect::<Vec<_>>())
-    .bind(postings.iter().map(|(.., at)| ts(*at)).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(e, ..)| e.id().0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, _, p)| p.account.0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, _, p)| p.currency.code().to_owned()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, _, p)| p.amount.get()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(_, _, p)| p.balance_after.get()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|(e, ..)| ts(e.created_at())).collect::<Vec<_>>())
+    .bind(hashes.iter().map(|h| h.to_vec()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Each posting's link in its account's hash chain (see `ledger_core::chain`), in write order,
+/// and the accounts' new chain heads stored. The accounts are already locked by this
+/// transaction, so their heads cannot move underneath it.
+async fn chain_links(
+    conn: &mut PgConnection,
+    postings: &[(&JournalEntry, i16, &ledger_core::Posting)],
+) -> Result<Vec<[u8; 32]>, sqlx::Error> {
+    let accounts: Vec<Uuid> =
+        postings.iter().map(|(_, _, p)| p.account.0).collect::<BTreeSet<_>>().into_iter().collect();
+    let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as("SELECT id, chain_hash FROM accounts WHERE id = ANY($1)")
+        .bind(&accounts)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut heads: HashMap<Uuid, [u8; 32]> = rows
+        .into_iter()
+        .map(|(id, hash)| (id, hash.and_then(|h| <[u8; 32]>::try_from(h).ok()).unwrap_or(chain::GENESIS)))
+        .collect();
+    let mut links = Vec::with_capacity(postings.len());
+    for (entry, position, posting) in postings {
+        let head = heads.entry(posting.account.0).or_insert(chain::GENESIS);
+        let at = entry.created_at().as_unix_micros();
+        let link = chain::Link {
+            entry: entry.id(),
+            entry_kind: entry.kind().as_str(),
+            description: entry.header().description.as_deref(),
+            entry_at_micros: at,
+            position: *position,
+            account: posting.account,
+            currency: posting.currency.code(),
+            amount: posting.amount,
+            balance_after: posting.balance_after,
+            posted_at_micros: at,
+        };
+        *head = link.hash(head);
+        links.push(*head);
+    }
+    sqlx::query(
+        "UPDATE accounts AS a SET chain_hash = u.head FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, head) WHERE a.id = u.id",
+    )
+    .bind(heads.keys().copied().collect::<Vec<_>>())
+    .bind(heads.values().map(|h| h.to_vec()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(links)
 }
 
 async fn write_balances(

@@ -89,7 +89,8 @@ pub async fn run_ledger(pool: &PgPool, settings: &Settings) -> Result<Report, Re
     finish(pool, run, full, settings).await
 }
 
-async fn join_or_start(pool: &PgPool, settings: &Settings) -> Result<(Uuid, bool), ReconError> {
+/// The ledger run in progress (its id, and whether it is full), or a new one split into chunks.
+pub async fn join_or_start(pool: &PgPool, settings: &Settings) -> Result<(Uuid, bool), ReconError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(START_LOCK).execute(&mut *tx).await?;
     let running: Option<(Uuid, String)> = sqlx::query_as(

@@ -526,6 +526,23 @@ impl FxStore for MemoryStore {
     }
 }
 
+/// Recon runs are made by `ledger-recon`, which checks a PostgreSQL ledger: in memory there are
+/// none.
+#[async_trait]
+impl crate::ports::ReconRuns for MemoryStore {
+    async fn recon_runs(&self, _page: &PageRequest) -> Result<Page<crate::ports::ReconRun>, StoreError> {
+        Ok(Page { items: Vec::new(), next_cursor: None })
+    }
+
+    async fn recon_run(&self, _id: uuid::Uuid) -> Result<Option<crate::ports::ReconRun>, StoreError> {
+        Ok(None)
+    }
+
+    async fn recon_summary(&self) -> Result<crate::ports::ReconSummary, StoreError> {
+        Ok(crate::ports::ReconSummary::default())
+    }
+}
+
 #[async_trait]
 impl WebhookStore for MemoryStore {
     async fn create_endpoint(&self, endpoint: WebhookEndpoint) -> Result<WebhookEndpoint, StoreError> {

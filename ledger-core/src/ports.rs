@@ -344,13 +344,59 @@ pub trait UserStore: Send + Sync {
     async fn set_role(&self, id: UserId, role: Role) -> Result<Option<User>, StoreError>;
 }
 
+/// A stored reconciliation run: `ledger-recon` writes them, the service serves them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconRun {
+    /// Its id (time-ordered).
+    pub id: Uuid,
+    /// `ledger` (the books checked) or `statement` (a bank statement matched).
+    pub kind: String,
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// `running`, `clean`, `discrepancies` or `failed`.
+    pub status: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+    /// How many discrepancies its report holds.
+    pub discrepancies: u32,
+    /// The report, as JSON text (its shape is ledger-recon's `Report`).
+    pub report: String,
+}
+
+/// What monitoring needs to know about recon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconSummary {
+    /// When the last clean ledger run finished.
+    pub last_clean_at: Option<Timestamp>,
+    /// The discrepancy count of the last finished ledger run.
+    pub last_discrepancies: Option<u32>,
+}
+
+/// Reading reconciliation runs.
+#[async_trait]
+pub trait ReconRuns: Send + Sync {
+    /// Runs, newest first.
+    async fn recon_runs(&self, page: &PageRequest) -> Result<Page<ReconRun>, StoreError>;
+
+    /// One run.
+    async fn recon_run(&self, id: Uuid) -> Result<Option<ReconRun>, StoreError>;
+
+    /// The last clean run and the last run's discrepancies.
+    async fn recon_summary(&self) -> Result<ReconSummary, StoreError>;
+}
+
 /// Every storage port at once: what the service needs from a store.
 pub trait FullStore:
-    LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + WebhookStore + 'static
+    LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + WebhookStore + ReconRuns + 'static
 {
 }
 
-impl<T: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + WebhookStore + 'static> FullStore for T {}
+impl<T: LedgerStore + FxStore + PayoutQueue + IdempotencyStore + UserStore + WebhookStore + ReconRuns + 'static>
+    FullStore for T
+{
+}
 
 /// A payout claimed from the queue, leased to one worker until `locked_until`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -40,14 +40,25 @@ use api::fx::FxApi;
 use api::holds::HoldsApi;
 use api::money::MoneyApi;
 use api::payouts::PayoutsApi;
+use api::recon::ReconApi;
 use api::service::ServiceApi;
 use api::users::UsersApi;
 use api::webhook_endpoints::WebhookEndpointsApi;
 use api::webhooks::WebhooksApi;
 
 /// Every API group, as one OpenAPI service.
-pub type Apis =
-    (ServiceApi, UsersApi, AccountsApi, MoneyApi, FxApi, HoldsApi, PayoutsApi, WebhooksApi, WebhookEndpointsApi);
+pub type Apis = (
+    ServiceApi,
+    UsersApi,
+    AccountsApi,
+    MoneyApi,
+    FxApi,
+    HoldsApi,
+    PayoutsApi,
+    WebhooksApi,
+    WebhookEndpointsApi,
+    ReconApi,
+);
 
 /// The OpenAPI service over `state`.
 pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
@@ -61,6 +72,7 @@ pub fn openapi(state: &Arc<AppState>) -> OpenApiService<Apis, ()> {
         PayoutsApi { state: state.clone() },
         WebhooksApi { state: state.clone() },
         WebhookEndpointsApi { state: state.clone() },
+        ReconApi { state: state.clone() },
     );
     OpenApiService::new(apis, "Ledger API", env!("CARGO_PKG_VERSION")).description(
         "A double-entry ledger for money movement. Amounts are integer micros (1 unit = 1,000,000 micros). \

@@ -90,3 +90,20 @@ impl Metrics {
         out
     }
 }
+
+/// The recon gauges: when the last clean ledger run finished (Unix seconds, 0 if never: alert
+/// on `time() - ledger_recon_last_clean_run_timestamp_seconds`) and how many discrepancies the
+/// last finished run found.
+pub fn render_recon(out: &mut String, summary: &ledger_core::ports::ReconSummary) {
+    out.push_str("# HELP ledger_recon_last_clean_run_timestamp_seconds When the last clean recon run finished.\n");
+    out.push_str("# TYPE ledger_recon_last_clean_run_timestamp_seconds gauge\n");
+    let clean = summary.last_clean_at.map_or(0, |at| at.as_unix_micros() / 1_000_000);
+    let _ = writeln!(out, "ledger_recon_last_clean_run_timestamp_seconds {clean}");
+    if let Some(found) = summary.last_discrepancies {
+        out.push_str(
+            "# HELP ledger_recon_last_run_discrepancies Discrepancies found by the last finished recon run.\n",
+        );
+        out.push_str("# TYPE ledger_recon_last_run_discrepancies gauge\n");
+        let _ = writeln!(out, "ledger_recon_last_run_discrepancies {found}");
+    }
+}

@@ -1113,3 +1113,69 @@ async fn memory_a_receiver_that_is_down_gets_retries_then_a_dead_letter() {
 async fn postgres_a_receiver_that_is_down_gets_retries_then_a_dead_letter() {
     a_receiver_that_is_down_gets_retries_then_a_dead_letter(Backend::Postgres).await;
 }
+
+/// The reports ledger-recon stores are served to admins, and `/metrics` shows the last clean run
+/// and the last run's discrepancy count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recon_runs_are_served_to_admins_and_in_metrics() {
+    let s = server(Backend::Postgres).await;
+    let token = s.register("rhea").await;
+    let account = s.open_account(&token, "USD").await;
+    s.fund(&account, 5_000_000).await;
+    let root = s.login("root", "root-password-long-enough").await;
+    let metrics = |s: &Server| {
+        let url = format!("{}/metrics", s.running.url());
+        let client = s.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(metrics(&s).await.contains("ledger_recon_last_clean_run_timestamp_seconds 0\n"));
+    let empty = s.get("/v1/admin/recon/runs", &root).await;
+    assert_eq!((empty.status, empty.body["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+
+    let pool = &s.database.as_ref().unwrap().pool;
+    let settings = ledger_recon::Settings { full: true, ..ledger_recon::Settings::default() };
+    let clean = ledger_recon::run_ledger(pool, &settings).await.unwrap();
+    assert_eq!(clean.outcome, ledger_recon::Outcome::Clean, "{:?}", clean.findings);
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE accounts SET posted_micros = posted_micros + 7 WHERE id = $1::uuid")
+        .bind(&account)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let broken = ledger_recon::run_ledger(pool, &settings).await.unwrap();
+    assert_eq!(broken.findings.len(), 2, "{:?}", broken.findings);
+
+    let list = s.get("/v1/admin/recon/runs?limit=1", &root).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert_eq!(list.body["items"][0]["id"].as_str(), Some(broken.run_id.to_string().as_str()), "newest first");
+    assert_eq!(list.body["items"][0]["status"], "discrepancies");
+    assert_eq!(list.body["items"][0]["discrepancies"], 2);
+    let cursor = list.body["next_cursor"].as_str().unwrap().to_owned();
+    let next = s.get(&format!("/v1/admin/recon/runs?limit=1&cursor={cursor}"), &root).await;
+    assert_eq!(next.body["items"][0]["id"].as_str(), Some(clean.run_id.to_string().as_str()));
+    assert_eq!(next.body["items"][0]["status"], "clean");
+
+    let one = s.get(&format!("/v1/admin/recon/runs/{}", broken.run_id), &root).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(one.body["kind"], "ledger");
+    assert_eq!(one.body["report"]["findings"][0]["check"], "posted_mismatch");
+    assert_eq!(one.body["report"]["findings"][0]["account"].as_str(), Some(account.as_str()));
+
+    // Admins only; unknown runs are 404.
+    assert_eq!(s.get("/v1/admin/recon/runs", &token).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get(&format!("/v1/admin/recon/runs/{}", broken.run_id), &token).await.status, StatusCode::FORBIDDEN);
+    let unknown = s.get(&format!("/v1/admin/recon/runs/{}", uuid::Uuid::now_v7()), &root).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let text = metrics(&s).await;
+    assert!(text.contains("ledger_recon_last_run_discrepancies 2\n"), "{text}");
+    let clean_at = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ledger_recon_last_clean_run_timestamp_seconds "))
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap();
+    assert!((clean_at - chrono::Utc::now().timestamp()).abs() < 3600, "{clean_at}");
+    s.stop().await;
+}

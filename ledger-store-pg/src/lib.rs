@@ -37,6 +37,7 @@ mod group;
 mod idempotency;
 mod queue;
 mod read;
+mod recon;
 mod rows;
 mod snapshot;
 pub mod system;

@@ -8,6 +8,7 @@ pub mod fx;
 pub mod holds;
 pub mod money;
 pub mod payouts;
+pub mod recon;
 pub mod service;
 pub mod users;
 pub mod webhook_endpoints;
@@ -31,6 +32,8 @@ pub enum Tag {
     Money,
     /// Outbound webhook endpoints and their delivery logs.
     Webhooks,
+    /// Reconciliation runs and their reports (admin).
+    Recon,
 }
 
 /// The most items a page may hold.

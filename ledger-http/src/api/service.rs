@@ -85,6 +85,9 @@ impl ServiceApi {
                 backlog: state.store.webhook_backlog().await.ok(),
             };
             worker.render(&mut text);
+            if let Ok(summary) = state.store.recon_summary().await {
+                crate::metrics::render_recon(&mut text, &summary);
+            }
             MetricsResponse::Ok(PlainText(text))
         } else {
             MetricsResponse::Disabled

@@ -100,7 +100,11 @@ pub async fn join_or_start(pool: &PgPool, settings: &Settings) -> Result<(Uuid, 
     .await?;
     if let Some((id, mode)) = running {
         tx.commit().await?;
-        return Ok((id, mode == "full"));
+        let full = mode == "full";
+        if full != settings.full {
+            tracing::warn!(%id, %mode, "joining the run in progress; the requested mode applies to the next run");
+        }
+        return Ok((id, full));
     }
     let id = Uuid::now_v7();
     let mode = if settings.full { "full" } else { "incremental" };

@@ -1,6 +1,6 @@
 //! A consistent read of everything `ledger_core::recon` checks, taken in one REPEATABLE READ
 //! transaction so that balances, postings and holds are from the same instant. A full scan:
-//! meant for tests and small ledgers; `ledger-recon` will check large ones in chunks.
+//! meant for tests and small ledgers; `ledger-recon` checks large ones in chunks, incrementally.
 
 use ledger_core::recon::{AccountRecord, OpenHoldRecord, PayoutRecord, PostingRecord, Snapshot};
 use ledger_core::{AccountId, EntryId, Micros, PayoutDirection, PayoutId, StoreError};

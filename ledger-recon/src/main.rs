@@ -110,8 +110,12 @@ async fn run(cli: Cli) -> Result<u8, String> {
         print(&report, cli.json);
         return Ok(report.exit_code());
     };
-    let stop = ledger_store_pg::system::shutdown_signal();
-    tokio::pin!(stop);
+    // Listen for SIGINT/SIGTERM from the start; a signal during a run lets the run finish.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        ledger_store_pg::system::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
     loop {
         match ledger_recon::run_ledger(&pool, &settings).await {
             Ok(report) => print(&report, cli.json),
@@ -120,8 +124,11 @@ async fn run(cli: Cli) -> Result<u8, String> {
                 eprintln!("ledger-recon: run failed: {error}");
             }
         }
+        if *stopped.borrow() {
+            return Ok(0);
+        }
         tokio::select! {
-            () = &mut stop => return Ok(0),
+            _ = stopped.changed() => return Ok(0),
             () = tokio::time::sleep(every) => {}
         }
     }

@@ -537,3 +537,32 @@ async fn a_bank_statement_is_matched_against_payouts_and_deposits() {
     let _ = std::fs::remove_dir_all(dir);
     f.db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_keeps_checking_until_sigterm_then_exits_0() {
+    let f = fixture().await;
+    let mut child = binary()
+        .env("DATABASE_URL", &f.db.url)
+        .args(["--every", "200ms"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for two finished runs, then ask it to stop.
+    let mut finished = 0i64;
+    for _ in 0..600 {
+        finished = sqlx::query_scalar("SELECT count(*) FROM recon_runs WHERE status = 'clean'")
+            .fetch_one(&f.db.pool)
+            .await
+            .unwrap();
+        if finished >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(finished >= 2, "the schedule ran {finished} times");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "a stop on SIGTERM is a clean exit");
+    f.db.drop_database().await;
+}

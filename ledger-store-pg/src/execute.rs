@@ -168,13 +168,19 @@ async fn execute_in(
         book.put_entry(id, facts);
     }
 
-    let account_rows =
-        sqlx::query(sql!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
-            .bind(uuids(&keys.accounts, |a| a.0))
-            .fetch_all(&mut *conn)
-            .await?;
+    let account_rows = sqlx::query(sql!(
+        "SELECT {ACCOUNT_COLUMNS}, chain_hash FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    ))
+    .bind(uuids(&keys.accounts, |a| a.0))
+    .fetch_all(&mut *conn)
+    .await?;
+    // Each locked account's hash-chain head, read with the lock so it cannot move underneath us.
+    let mut heads = HashMap::with_capacity(account_rows.len());
     for row in &account_rows {
-        book.put_account(rows::account(row)?);
+        let account = rows::account(row)?;
+        let head: Option<Vec<u8>> = get(row, "chain_hash")?;
+        heads.insert(account.id.0, head.and_then(|h| <[u8; 32]>::try_from(h).ok()).unwrap_or(chain::GENESIS));
+        book.put_account(account);
     }
     load_references(conn, batch, &mut book, &mut loaded_history).await?;
 
@@ -191,7 +197,7 @@ async fn execute_in(
         }
         outcomes.push(outcome);
     }
-    writes.persist(conn, &book, &loaded_holds, &loaded_history, now).await?;
+    writes.persist(conn, &book, &loaded_holds, &loaded_history, heads, now).await?;
     Ok(outcomes)
 }
 
@@ -382,6 +388,7 @@ impl Writes {
         book: &Book,
         loaded_holds: &HashSet<HoldId>,
         loaded_history: &HashMap<PayoutId, usize>,
+        heads: HashMap<Uuid, [u8; 32]>,
         now: Timestamp,
     ) -> Result<(), Failure> {
         // Rows read at the start are updated; new ones are inserted, and an id that exists
@@ -395,8 +402,8 @@ impl Writes {
         insert_payouts(conn, &new_payouts, now).await?;
         update_payouts(conn, &known).await?;
         write_history(conn, new_payouts.iter().chain(&known), loaded_history).await?;
-        write_entries(conn, &self.entries).await?;
-        write_balances(conn, book, &self.accounts).await?;
+        let heads = write_entries(conn, &self.entries, heads).await?;
+        write_balances(conn, book, &self.accounts, &heads).await?;
         write_events(conn, &self.events).await?;
         write_audit(conn, &self.audit, now).await?;
         write_idempotency(conn, &self.idempotency).await?;
@@ -547,9 +554,15 @@ async fn write_history<'p>(
     Ok(())
 }
 
-async fn write_entries(conn: &mut PgConnection, entries: &[JournalEntry]) -> Result<(), sqlx::Error> {
+/// Inserts the entries and their postings, each posting with its hash-chain link; returns the
+/// heads of the accounts whose chains moved.
+async fn write_entries(
+    conn: &mut PgConnection,
+    entries: &[JournalEntry],
+    heads: HashMap<Uuid, [u8; 32]>,
+) -> Result<HashMap<Uuid, [u8; 32]>, sqlx::Error> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     let header = |f: &dyn Fn(&JournalEntry) -> Option<Uuid>| entries.iter().map(f).collect::<Vec<_>>();
     let fx = |e: &JournalEntry| e.header().links.fx;
@@ -580,7 +593,7 @@ async fn write_entries(conn: &mut PgConnection, entries: &[JournalEntry]) -> Res
         .iter()
         .flat_map(|e| e.postings().iter().enumerate().map(move |(i, p)| (e, i16::try_from(i).unwrap_or(i16::MAX), p)))
         .collect();
-    let hashes = chain_links(conn, &postings).await?;
+    let (hashes, heads) = chain_links(&postings, heads);
     sqlx::query(
         "INSERT INTO postings (entry_id, position, account_id, currency, amount_micros, balance_after_micros, created_at, \
                                chain_hash) \
@@ -597,26 +610,16 @@ async fn write_entries(conn: &mut PgConnection, entries: &[JournalEntry]) -> Res
     .bind(hashes.iter().map(|h| h.to_vec()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(heads)
 }
 
 /// Each posting's link in its account's hash chain (see `ledger_core::chain`), in write order,
-/// and the accounts' new chain heads stored. The accounts are already locked by this
-/// transaction, so their heads cannot move underneath it.
-async fn chain_links(
-    conn: &mut PgConnection,
+/// continuing from the locked accounts' `heads`; returns the links and the moved heads.
+fn chain_links(
     postings: &[(&JournalEntry, i16, &ledger_core::Posting)],
-) -> Result<Vec<[u8; 32]>, sqlx::Error> {
-    let accounts: Vec<Uuid> =
-        postings.iter().map(|(_, _, p)| p.account.0).collect::<BTreeSet<_>>().into_iter().collect();
-    let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as("SELECT id, chain_hash FROM accounts WHERE id = ANY($1)")
-        .bind(&accounts)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut heads: HashMap<Uuid, [u8; 32]> = rows
-        .into_iter()
-        .map(|(id, hash)| (id, hash.and_then(|h| <[u8; 32]>::try_from(h).ok()).unwrap_or(chain::GENESIS)))
-        .collect();
+    mut heads: HashMap<Uuid, [u8; 32]>,
+) -> (Vec<[u8; 32]>, HashMap<Uuid, [u8; 32]>) {
+    let mut moved = HashMap::new();
     let mut links = Vec::with_capacity(postings.len());
     for (entry, position, posting) in postings {
         let head = heads.entry(posting.account.0).or_insert(chain::GENESIS);
@@ -634,34 +637,33 @@ async fn chain_links(
             posted_at_micros: at,
         };
         *head = link.hash(head);
+        moved.insert(posting.account.0, *head);
         links.push(*head);
     }
-    sqlx::query(
-        "UPDATE accounts AS a SET chain_hash = u.head FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, head) WHERE a.id = u.id",
-    )
-    .bind(heads.keys().copied().collect::<Vec<_>>())
-    .bind(heads.values().map(|h| h.to_vec()).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-    Ok(links)
+    (links, moved)
 }
 
 async fn write_balances(
     conn: &mut PgConnection,
     book: &Book,
     accounts: &BTreeSet<AccountId>,
+    heads: &HashMap<Uuid, [u8; 32]>,
 ) -> Result<(), sqlx::Error> {
-    if accounts.is_empty() {
+    // Every account with a new chain link also has a new posted balance; the union is a guard.
+    let ids: BTreeSet<AccountId> = accounts.iter().copied().chain(heads.keys().map(|id| AccountId(*id))).collect();
+    if ids.is_empty() {
         return Ok(());
     }
-    let balances: Vec<_> = accounts.iter().filter_map(|id| book.account(*id)).map(|a| (a.id.0, a.balance)).collect();
+    let balances: Vec<_> = ids.iter().filter_map(|id| book.account(*id)).map(|a| (a.id.0, a.balance)).collect();
     sqlx::query(
-        "UPDATE accounts AS a SET posted_micros = u.posted, pending_micros = u.pending \
-         FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS u(id, posted, pending) WHERE a.id = u.id",
+        "UPDATE accounts AS a SET posted_micros = u.posted, pending_micros = u.pending, \
+             chain_hash = COALESCE(u.head, a.chain_hash) \
+         FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::bytea[]) AS u(id, posted, pending, head) WHERE a.id = u.id",
     )
     .bind(balances.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(balances.iter().map(|(_, b)| b.posted.get()).collect::<Vec<_>>())
     .bind(balances.iter().map(|(_, b)| b.pending.get()).collect::<Vec<_>>())
+    .bind(balances.iter().map(|(id, _)| heads.get(id).map(|h| h.to_vec())).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
